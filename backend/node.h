@@ -1,0 +1,76 @@
+/* Internal to the backend: one node of the cluster and the thread that owns its connection. */
+#pragma once
+
+#include "hx_cluster.h"
+
+#include <libvirt/libvirt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+typedef struct hx_dom {
+    hx_vm_view v;
+    /* Previous CPU sample, for cpu_percent in metrics.json. */
+    unsigned long long prev_cpu_ns;
+    long long prev_wall_ns;
+} hx_dom;
+
+typedef enum { HX_REQ_REFRESH, HX_REQ_REFRESH_ALL, HX_REQ_VM_STATS, HX_REQ_NODE_STATS } hx_req_type;
+
+typedef struct hx_req {
+    struct hx_req *next;
+    hx_req_type type;
+    char uuid[HX_UUID_LEN];
+    char name[HX_VM_NAME_MAX];
+    /* For calls: the caller waits on done_cond; refs is 2 while both sides hold it. */
+    int is_call;
+    int refs;
+    int done;
+    int rc;
+    json_t *out;
+    pthread_cond_t done_cond;
+} hx_req;
+
+typedef struct hx_node {
+    _Atomic int refs;
+    hx_cluster *cl;
+    char name[HX_NODE_NAME_MAX];
+    char *uri;
+    pthread_t thread;
+
+    pthread_mutex_t lock; /* guards everything below but conn and the callback ids */
+    pthread_cond_t cond;
+    pthread_cond_t status_cond; /* broadcast on every status change */
+    int stop;
+    int closed; /* set by libvirt's close callback */
+    int close_reason;
+    hx_node_status status;
+    char *last_error;
+    long long status_since_ns;
+    json_t *info;
+    uint64_t version; /* node facts and VM list */
+    long long changed_ns;
+    hx_dom *doms; /* sorted by name */
+    size_t n_doms, cap_doms;
+    hx_req *q_head, *q_tail;
+    unsigned long long prev_busy_ns, prev_total_ns;
+
+    /* Owned by the node's thread alone. */
+    virConnectPtr conn;
+    int cb_ids[8];
+    int n_cb;
+} hx_node;
+
+hx_node *hx_node_start(hx_cluster *cl, const char *name, const char *uri);
+/* Asks the thread to stop; it drops its own reference when it has. */
+void hx_node_stop(hx_node *n);
+void hx_node_ref(hx_node *n);
+void hx_node_unref(hx_node *n);
+/* Runs a request on the node's thread and waits up to HX_NODE_CALL_TIMEOUT_MS. */
+int hx_node_call(hx_node *n, hx_req_type type, const char *name, const char *uuid, json_t **out);
+/* Index of the VM with that name (and uuid when not NULL) in n->doms, or -1. Lock held. */
+ssize_t hx_node_find_dom(hx_node *n, const char *name, const char *uuid);
+void hx_dom_clear(hx_dom *d);
+
+/* Provided by cluster.c for the node threads. */
+uint64_t hx_cluster_stamp(hx_cluster *cl);
+void hx_cluster_emit(hx_cluster *cl, const hx_change *c);

@@ -1,0 +1,69 @@
+/* Inode numbers from object identity.
+ *
+ * NFS servers build file handles from inode number + generation, so inode numbers must survive
+ * a daemon restart and never name two objects. An identity names the object by what does not
+ * change ("/nodes/n1/vms/<uuid>/state"); its SHA-256, cut to 63 bits, is the inode number.
+ * A VM that is deleted and recreated with the same name has a new UUID and so new inodes.
+ */
+#include "hx_tree.h"
+
+#include <openssl/evp.h>
+#include <string.h>
+
+/* Writes the kind's pattern with its wildcards filled in: the VM's UUID (identity) or name. */
+static void hx_tree_expand(const hx_obj *o, int by_uuid, char *buf, size_t size)
+{
+    const char *p = hx_kinds[o->kind].pattern;
+    size_t k = 0;
+    while (*p && k + 1 < size) {
+        const char *sub = NULL;
+        size_t skip = 0;
+        if (strncmp(p, "{node}", 6) == 0) {
+            sub = o->node;
+            skip = 6;
+        } else if (strncmp(p, "{vm}", 4) == 0) {
+            sub = by_uuid ? o->vm_uuid : o->vm;
+            skip = 4;
+        }
+        if (sub) {
+            size_t l = strlen(sub);
+            if (k + l >= size)
+                l = size - k - 1;
+            memcpy(buf + k, sub, l);
+            k += l;
+            p += skip;
+        } else {
+            buf[k++] = *p++;
+        }
+    }
+    buf[k] = '\0';
+}
+
+void hx_tree_identity(const hx_obj *o, char *buf, size_t size)
+{
+    /* The UUID, not the name: names can be reused. */
+    hx_tree_expand(o, 1, buf, size);
+}
+
+uint64_t hx_tree_ino(const hx_obj *o)
+{
+    if (o->kind == HX_KIND_ROOT)
+        return 1;
+    char id[1024];
+    hx_tree_identity(o, id, sizeof(id));
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_Digest(id, strlen(id), md, &mdlen, EVP_sha256(), NULL);
+    uint64_t ino = 0;
+    for (int i = 0; i < 8; i++)
+        ino = (ino << 8) | md[i];
+    ino &= 0x7fffffffffffffffULL; /* stays positive as an off_t or a signed ino */
+    if (ino <= 1)
+        ino += 2; /* 0 is invalid and 1 is the root */
+    return ino;
+}
+
+void hx_tree_path(const hx_obj *o, char *buf, size_t size)
+{
+    hx_tree_expand(o, 0, buf, size);
+}

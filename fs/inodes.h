@@ -1,0 +1,41 @@
+/* The inodes the kernel has been told about, and the rendering each document shows.
+ *
+ * Entries are created at lookup/readdir and kept for the life of the daemon: inode numbers come
+ * from identity (fs/ino.c), so an entry is never reused for another object, and keeping them
+ * lets notifications and NFS handles find them again. An entry is a few hundred bytes.
+ */
+#pragma once
+
+#include "hx_tree.h"
+
+#include <stdatomic.h>
+#include <sys/stat.h>
+
+/* An immutable rendering, shared by the memo and the open files that pinned it. */
+typedef struct hx_blob {
+    atomic_int refs;
+    size_t len;
+    char data[];
+} hx_blob;
+
+hx_blob *hx_blob_ref(hx_blob *b);
+void hx_blob_unref(hx_blob *b);
+
+typedef struct hx_inode hx_inode;
+
+/* The entry for o, created when new. */
+hx_inode *hx_inodes_intern(const hx_obj *o);
+/* The entry for ino, or NULL when this daemon has not handed it out. */
+hx_inode *hx_inodes_find(uint64_t ino);
+uint64_t hx_inode_ino(const hx_inode *e);
+void hx_inode_obj(hx_inode *e, hx_obj *out);
+
+/* The current rendering of a document, rendered again when its object changed or its TTL ran
+ * out. *same is set when it is the rendering the previous call returned (the kernel's pages are
+ * still right). Returns a reference, or -errno. */
+int hx_inode_content(hx_inode *e, hx_blob **out, int *same);
+/* Attributes; pinned, when given, is the rendering an open file holds. */
+int hx_inode_stat(hx_inode *e, hx_blob *pinned, struct stat *st);
+/* Calls fn for every entry whose object lies on node (NULL: every entry). */
+void hx_inodes_foreach_node(const char *node, void (*fn)(hx_inode *e, void *opaque),
+                            void *opaque);

@@ -1,0 +1,215 @@
+/* How each document of the tree renders, from the backend's views. */
+#include "render.h"
+#include "hx_stats.h"
+
+#include <errno.h>
+#include <libvirt/libvirt.h>
+#include <string.h>
+
+static void hx_jsonp(json_t **j)
+{
+    json_decref(*j);
+}
+#define hx_autojson __attribute__((cleanup(hx_jsonp)))
+
+static void hx_node_viewp(hx_node_view *v)
+{
+    hx_node_view_clear(v);
+}
+static void hx_vm_viewp(hx_vm_view *v)
+{
+    hx_vm_view_clear(v);
+}
+
+/* Documents are JSON indented by 2 with keys in insertion order and a final newline. */
+static int hx_render_json(const json_t *doc, hx_buf *out)
+{
+    hx_autofree char *s = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (!s)
+        return -ENOMEM;
+    if (hx_buf_puts(out, s) < 0 || hx_buf_puts(out, "\n") < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+static json_t *hx_json_str0(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+static json_t *hx_json_time(long long ns)
+{
+    char t[40];
+    hx_stats_iso_time(ns, t, sizeof(t));
+    return json_string(t);
+}
+
+int hx_render_readme(const hx_obj *o, hx_buf *out)
+{
+    (void)o;
+    static const char text[] =
+        "Horcrux: this directory tree is a live view of a KVM cluster.\n"
+        "\n"
+        "  cluster/status              nodes and VMs, counted\n"
+        "  nodes/<node>/status         online | offline | connecting\n"
+        "  nodes/<node>/info.json      host facts; why the node is offline\n"
+        "  nodes/<node>/metrics.json   host CPU and memory counters\n"
+        "  nodes/<node>/vms/<vm>/      state, config.json, live.json, domain.xml, metrics.json\n"
+        "\n"
+        "Every file is documented in docs/tree.md of the Horcrux sources: its format, what a\n"
+        "read returns, what a write does, and the errors (EHOSTDOWN: the node is offline;\n"
+        "ETIMEDOUT: the node did not answer in time; EIO: libvirt failed).\n";
+    return hx_buf_puts(out, text) < 0 ? -ENOMEM : 0;
+}
+
+int hx_render_version(const hx_obj *o, hx_buf *out)
+{
+    (void)o;
+    unsigned long lib = 0;
+    virGetVersion(&lib, NULL, NULL);
+    char libv[32];
+    snprintf(libv, sizeof(libv), "%lu.%lu.%lu", lib / 1000000, (lib / 1000) % 1000, lib % 1000);
+    hx_autojson json_t *doc = json_object();
+    json_object_set_new(doc, "horcruxfs", json_string(HX_VERSION));
+    json_object_set_new(doc, "tree_format", json_integer(HX_TREE_FORMAT));
+    json_object_set_new(doc, "libvirt_client", json_string(libv));
+    return hx_render_json(doc, out);
+}
+
+int hx_render_cluster_status(const hx_obj *o, hx_buf *out)
+{
+    (void)o;
+    hx_cluster_counts c;
+    hx_cluster_counts_get(hx_tree_cluster(), &c);
+    hx_autojson json_t *doc = json_object();
+    json_t *nodes = json_object();
+    json_object_set_new(nodes, "total", json_integer(c.nodes));
+    json_object_set_new(nodes, "online", json_integer(c.online));
+    json_object_set_new(nodes, "offline", json_integer(c.offline));
+    json_object_set_new(nodes, "connecting", json_integer(c.connecting));
+    json_object_set_new(doc, "nodes", nodes);
+    json_t *vms = json_object();
+    json_object_set_new(vms, "total", json_integer(c.vms));
+    json_object_set_new(vms, "running", json_integer(c.running));
+    json_object_set_new(doc, "vms", vms);
+    /* VMs are counted on online nodes only: an offline node's VMs are not known. */
+    const char *health = c.nodes == 0                ? "empty"
+                         : c.online == c.nodes       ? "ok"
+                         : c.online == 0             ? "down"
+                                                     : "degraded";
+    json_object_set_new(doc, "health", json_string(health));
+    return hx_render_json(doc, out);
+}
+
+int hx_render_node_uri(const hx_obj *o, hx_buf *out)
+{
+    __attribute__((cleanup(hx_node_viewp))) hx_node_view v;
+    int r = hx_cluster_node_view(hx_tree_cluster(), o->node, &v);
+    if (r < 0)
+        return r;
+    return hx_buf_printf(out, "%s\n", v.uri) < 0 ? -ENOMEM : 0;
+}
+
+int hx_render_node_status(const hx_obj *o, hx_buf *out)
+{
+    __attribute__((cleanup(hx_node_viewp))) hx_node_view v;
+    int r = hx_cluster_node_view(hx_tree_cluster(), o->node, &v);
+    if (r < 0)
+        return r;
+    return hx_buf_printf(out, "%s\n", hx_node_status_str(v.status)) < 0 ? -ENOMEM : 0;
+}
+
+int hx_render_node_info(const hx_obj *o, hx_buf *out)
+{
+    __attribute__((cleanup(hx_node_viewp))) hx_node_view v;
+    int r = hx_cluster_node_view(hx_tree_cluster(), o->node, &v);
+    if (r < 0)
+        return r;
+    hx_autojson json_t *doc = json_object();
+    json_object_set_new(doc, "name", json_string(v.name));
+    json_object_set_new(doc, "uri", json_string(v.uri));
+    json_object_set_new(doc, "status", json_string(hx_node_status_str(v.status)));
+    json_object_set_new(doc, "status_since", hx_json_time(v.status_since_ns));
+    json_object_set_new(doc, "last_error", hx_json_str0(v.last_error));
+    /* Host facts are those of the last connection; null before the first one. */
+    json_object_set_new(doc, "host", v.info ? json_incref(v.info) : json_null());
+    return hx_render_json(doc, out);
+}
+
+int hx_render_node_metrics(const hx_obj *o, hx_buf *out)
+{
+    hx_autojson json_t *doc = NULL;
+    int r = hx_cluster_node_stats(hx_tree_cluster(), o->node, &doc);
+    if (r < 0)
+        return r;
+    return hx_render_json(doc, out);
+}
+
+int hx_render_vm_state(const hx_obj *o, hx_buf *out)
+{
+    __attribute__((cleanup(hx_vm_viewp))) hx_vm_view v;
+    int r = hx_cluster_vm_view(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, &v);
+    if (r < 0)
+        return r;
+    return hx_buf_printf(out, "%s\n", hx_stats_state_name(v.state, v.reason)) < 0 ? -ENOMEM : 0;
+}
+
+int hx_render_vm_config(const hx_obj *o, hx_buf *out)
+{
+    __attribute__((cleanup(hx_vm_viewp))) hx_vm_view v;
+    int r = hx_cluster_vm_view(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, &v);
+    if (r < 0)
+        return r;
+    if (!v.config_json)
+        return -EIO; /* the converter's reason was logged when the domain was loaded */
+    return hx_buf_puts(out, v.config_json) < 0 ? -ENOMEM : 0;
+}
+
+int hx_render_vm_live(const hx_obj *o, hx_buf *out)
+{
+    __attribute__((cleanup(hx_vm_viewp))) hx_vm_view v;
+    int r = hx_cluster_vm_view(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, &v);
+    if (r < 0)
+        return r;
+    hx_autojson json_t *doc = json_object();
+    json_object_set_new(doc, "state", json_string(hx_stats_state_name(v.state, v.reason)));
+    json_object_set_new(doc, "id", v.id >= 0 ? json_integer(v.id) : json_null());
+    json_object_set_new(doc, "persistent", json_boolean(v.persistent));
+    json_t *running = v.live_json ? json_loads(v.live_json, 0, NULL) : NULL;
+    hx_autojson json_t *config = v.config_json ? json_loads(v.config_json, 0, NULL) : NULL;
+    /* Top-level fields of config.json whose running value differs: they take effect at the
+     * next boot. */
+    json_t *pending = json_array();
+    if (running && config) {
+        const char *key;
+        json_t *val;
+        json_object_foreach(config, key, val)
+        {
+            if (!json_equal(val, json_object_get(running, key)))
+                json_array_append_new(pending, json_string(key));
+        }
+    }
+    json_object_set_new(doc, "pending_changes", pending);
+    json_object_set_new(doc, "running", running ? running : json_null());
+    return hx_render_json(doc, out);
+}
+
+int hx_render_vm_domxml(const hx_obj *o, hx_buf *out)
+{
+    __attribute__((cleanup(hx_vm_viewp))) hx_vm_view v;
+    int r = hx_cluster_vm_view(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, &v);
+    if (r < 0)
+        return r;
+    /* What `virsh dumpxml` shows: the live XML while running, else the persistent one. */
+    const char *xml = v.xml_live ? v.xml_live : v.xml_config;
+    return hx_buf_puts(out, xml ? xml : "") < 0 ? -ENOMEM : 0;
+}
+
+int hx_render_vm_metrics(const hx_obj *o, hx_buf *out)
+{
+    hx_autojson json_t *doc = NULL;
+    int r = hx_cluster_vm_stats(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, &doc);
+    if (r < 0)
+        return r;
+    return hx_render_json(doc, out);
+}

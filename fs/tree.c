@@ -1,0 +1,271 @@
+/* The table of node kinds, and path resolution over it. */
+#include "hx_tree.h"
+#include "render.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define DIR_MODE (S_IFDIR | 0555)
+#define DOC_MODE (S_IFREG | 0444)
+
+/* The whole tree. Order is listing order inside each directory. The doc strings are a summary;
+ * docs/tree.md has the full entry for every pattern (a unit test checks it is there). */
+const hx_kind hx_kinds[] = {
+    {"/", HX_FT_DIR, DIR_MODE, HX_SCOPE_STATIC, 0, NULL, "the root of the tree"},
+    {"/README", HX_FT_DOC, DOC_MODE, HX_SCOPE_STATIC, 0, hx_render_readme,
+     "what this tree is and where to read more"},
+    {"/version", HX_FT_DOC, DOC_MODE, HX_SCOPE_STATIC, 0, hx_render_version,
+     "daemon and tree format versions (JSON)"},
+    {"/cluster", HX_FT_DIR, DIR_MODE, HX_SCOPE_STATIC, 0, NULL, "cluster-wide files"},
+    {"/cluster/status", HX_FT_DOC, DOC_MODE, HX_SCOPE_CLUSTER, 0, hx_render_cluster_status,
+     "node and VM counts and health (JSON)"},
+    {"/nodes", HX_FT_DIR, DIR_MODE, HX_SCOPE_CLUSTER, 0, NULL, "one directory per node"},
+    {"/nodes/{node}", HX_FT_DIR, DIR_MODE, HX_SCOPE_NODE, 0, NULL, "a node of the cluster"},
+    {"/nodes/{node}/uri", HX_FT_DOC, DOC_MODE, HX_SCOPE_NODE, 0, hx_render_node_uri,
+     "the node's libvirt URI"},
+    {"/nodes/{node}/status", HX_FT_DOC, DOC_MODE, HX_SCOPE_NODE, 0, hx_render_node_status,
+     "online, offline or connecting"},
+    {"/nodes/{node}/info.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_NODE, 0, hx_render_node_info,
+     "host facts and connection state (JSON)"},
+    {"/nodes/{node}/metrics.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_ONLINE, 1000,
+     hx_render_node_metrics, "host CPU and memory counters (JSON)"},
+    {"/nodes/{node}/vms", HX_FT_DIR, DIR_MODE, HX_SCOPE_ONLINE, 0, NULL,
+     "one directory per VM on the node"},
+    {"/nodes/{node}/vms/{vm}", HX_FT_DIR, DIR_MODE, HX_SCOPE_VM, 0, NULL, "a VM"},
+    {"/nodes/{node}/vms/{vm}/state", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0, hx_render_vm_state,
+     "the VM's state word"},
+    {"/nodes/{node}/vms/{vm}/config.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0,
+     hx_render_vm_config, "the VM's persistent configuration (JSON)"},
+    {"/nodes/{node}/vms/{vm}/live.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0, hx_render_vm_live,
+     "what the running VM has now (JSON)"},
+    {"/nodes/{node}/vms/{vm}/domain.xml", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0,
+     hx_render_vm_domxml, "libvirt's domain XML"},
+    {"/nodes/{node}/vms/{vm}/metrics.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 1000,
+     hx_render_vm_metrics, "live counters from libvirt's bulk stats (JSON)"},
+};
+const size_t hx_n_kinds = sizeof(hx_kinds) / sizeof(hx_kinds[0]);
+
+static int hx_parent_of[sizeof(hx_kinds) / sizeof(hx_kinds[0])];
+static hx_cluster *hx_tree_cl;
+static long long hx_tree_started_ns;
+
+static void hx_tree_compute_parents(void)
+{
+    for (size_t k = 0; k < hx_n_kinds; k++) {
+        const char *p = hx_kinds[k].pattern;
+        const char *slash = strrchr(p, '/');
+        size_t plen = (size_t)(slash - p);
+        hx_parent_of[k] = -1;
+        if (k == HX_KIND_ROOT)
+            continue;
+        for (size_t j = 0; j < hx_n_kinds; j++) {
+            const char *q = hx_kinds[j].pattern;
+            if ((plen == 0 && strcmp(q, "/") == 0) || (plen > 0 && strlen(q) == plen &&
+                                                       strncmp(q, p, plen) == 0)) {
+                hx_parent_of[k] = (int)j;
+                break;
+            }
+        }
+    }
+}
+
+void hx_tree_init(hx_cluster *cl)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, hx_tree_compute_parents);
+    hx_tree_cl = cl;
+    hx_tree_started_ns = hx_now_real_ns();
+}
+
+hx_cluster *hx_tree_cluster(void)
+{
+    return hx_tree_cl;
+}
+
+int hx_tree_parent_kind(int kind)
+{
+    return hx_parent_of[kind];
+}
+
+int hx_tree_kind(const char *pattern)
+{
+    for (size_t k = 0; k < hx_n_kinds; k++)
+        if (strcmp(hx_kinds[k].pattern, pattern) == 0)
+            return (int)k;
+    return HX_KIND_ROOT;
+}
+
+const char *hx_tree_segment(int kind)
+{
+    return strrchr(hx_kinds[kind].pattern, '/') + 1;
+}
+
+void hx_tree_parent(const hx_obj *o, hx_obj *out)
+{
+    *out = *o;
+    int p = hx_parent_of[o->kind];
+    out->kind = p < 0 ? HX_KIND_ROOT : p;
+    /* Clear the identities the parent does not capture. */
+    const char *pat = hx_kinds[out->kind].pattern;
+    if (!strstr(pat, "{vm}")) {
+        out->vm[0] = '\0';
+        out->vm_uuid[0] = '\0';
+    }
+    if (!strstr(pat, "{node}"))
+        out->node[0] = '\0';
+}
+
+int hx_tree_version(const hx_obj *o, uint64_t *version, long long *changed_ns)
+{
+    const hx_kind *k = &hx_kinds[o->kind];
+    hx_node_status st;
+    int r;
+    switch (k->scope) {
+    case HX_SCOPE_STATIC:
+        *version = 0;
+        *changed_ns = hx_tree_started_ns;
+        return 0;
+    case HX_SCOPE_CLUSTER:
+        *version = hx_cluster_version(hx_tree_cl);
+        *changed_ns = hx_tree_started_ns;
+        return 0;
+    case HX_SCOPE_NODE:
+        return hx_cluster_node_version(hx_tree_cl, o->node, version, changed_ns, NULL);
+    case HX_SCOPE_ONLINE:
+        r = hx_cluster_node_version(hx_tree_cl, o->node, version, changed_ns, &st);
+        if (r == 0 && st != HX_NODE_ONLINE)
+            return -EHOSTDOWN;
+        return r;
+    case HX_SCOPE_VM:
+        return hx_cluster_vm_version(hx_tree_cl, o->node, o->vm, o->vm_uuid, version, changed_ns);
+    }
+    return -ENOENT;
+}
+
+int hx_tree_render(const hx_obj *o, hx_buf *out)
+{
+    const hx_kind *k = &hx_kinds[o->kind];
+    if (!k->render)
+        return -EISDIR;
+    return k->render(o, out);
+}
+
+/* Fills the wildcard that kind k captures from name; 0, -ENOENT or -EHOSTDOWN. */
+static int hx_tree_capture(int k, const char *name, hx_obj *out)
+{
+    const char *seg = hx_tree_segment(k);
+    if (strcmp(seg, "{node}") == 0) {
+        uint64_t v;
+        if (strlen(name) >= sizeof(out->node) ||
+            hx_cluster_node_version(hx_tree_cl, name, &v, NULL, NULL) < 0)
+            return -ENOENT;
+        hx_strlcpy(out->node, name, sizeof(out->node));
+        return 0;
+    }
+    if (strcmp(seg, "{vm}") == 0) {
+        if (strlen(name) >= sizeof(out->vm))
+            return -ENOENT;
+        int r = hx_cluster_vm_lookup(hx_tree_cl, out->node, name, out->vm_uuid);
+        if (r < 0)
+            return r;
+        hx_strlcpy(out->vm, name, sizeof(out->vm));
+        return 0;
+    }
+    return strcmp(seg, name) == 0 ? 0 : -ENOENT;
+}
+
+int hx_tree_lookup(const hx_obj *dir, const char *name, hx_obj *out)
+{
+    if (hx_kinds[dir->kind].type != HX_FT_DIR)
+        return -ENOTDIR;
+    uint64_t v;
+    long long t;
+    int r = hx_tree_version(dir, &v, &t);
+    if (r < 0)
+        return r;
+    int result = -ENOENT;
+    for (size_t k = 0; k < hx_n_kinds; k++) {
+        if (hx_parent_of[k] != dir->kind)
+            continue;
+        hx_obj o = *dir;
+        o.kind = (int)k;
+        r = hx_tree_capture((int)k, name, &o);
+        if (r == 0) {
+            *out = o;
+            return 0;
+        }
+        if (r == -EHOSTDOWN)
+            result = r;
+    }
+    return result;
+}
+
+static int hx_tree_list_add(hx_tree_list *l, size_t *cap, const hx_obj *o, const char *name)
+{
+    if (l->n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        hx_obj *no = realloc(l->objs, nc * sizeof(hx_obj));
+        if (!no)
+            return -ENOMEM;
+        l->objs = no;
+        char **nn = realloc(l->names, nc * sizeof(char *));
+        if (!nn)
+            return -ENOMEM;
+        l->names = nn;
+        *cap = nc;
+    }
+    l->names[l->n] = strdup(name);
+    if (!l->names[l->n])
+        return -ENOMEM;
+    l->objs[l->n++] = *o;
+    return 0;
+}
+
+void hx_tree_list_free(hx_tree_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->names[i]);
+    free(l->names);
+    free(l->objs);
+    memset(l, 0, sizeof(*l));
+}
+
+int hx_tree_list_dir(const hx_obj *dir, hx_tree_list *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (hx_kinds[dir->kind].type != HX_FT_DIR)
+        return -ENOTDIR;
+    uint64_t v;
+    long long t;
+    int r = hx_tree_version(dir, &v, &t);
+    if (r < 0)
+        return r;
+    size_t cap = 0;
+    for (size_t k = 0; k < hx_n_kinds && r == 0; k++) {
+        if (hx_parent_of[k] != dir->kind)
+            continue;
+        const char *seg = hx_tree_segment((int)k);
+        hx_obj o = *dir;
+        o.kind = (int)k;
+        char **names = NULL;
+        if (strcmp(seg, "{node}") == 0) {
+            names = hx_cluster_node_names(hx_tree_cl, NULL);
+        } else if (strcmp(seg, "{vm}") == 0) {
+            r = hx_cluster_vm_names(hx_tree_cl, dir->node, &names, NULL);
+        } else {
+            r = hx_tree_list_add(out, &cap, &o, seg);
+            continue;
+        }
+        for (char **p = names; r == 0 && p && *p; p++) {
+            /* Skip what vanished between the listing and the capture. */
+            if (hx_tree_capture((int)k, *p, &o) == 0)
+                r = hx_tree_list_add(out, &cap, &o, *p);
+        }
+        hx_strv_free(names);
+    }
+    if (r < 0)
+        hx_tree_list_free(out);
+    return r;
+}

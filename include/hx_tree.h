@@ -1,0 +1,91 @@
+/* The tree, declared in one table of node kinds. FUSE, HTTP and docs/tree.md all follow it.
+ *
+ * A kind names a path pattern ("/nodes/{node}/vms/{vm}/state"), the kind of file, its mode, the
+ * scope whose version it follows, and how it renders. A path resolves to an hx_obj: the kind plus
+ * the identities it captured (node name, VM name and UUID). Inode numbers derive from identity
+ * (a VM's UUID, not its name), so they are stable across restarts and never reused.
+ */
+#pragma once
+
+#include "hx_cluster.h"
+#include "hx_util.h"
+
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef enum {
+    HX_FT_DIR,    /* directory */
+    HX_FT_DOC,    /* document: rendered whole, true size, page cache (file-semantics.md 1) */
+    HX_FT_CTL,    /* control file (file-semantics.md 3) */
+    HX_FT_STREAM, /* stream (file-semantics.md 4) */
+} hx_ftype;
+
+typedef enum {
+    HX_SCOPE_STATIC,  /* never changes while the daemon runs */
+    HX_SCOPE_CLUSTER, /* changes with anything in the cluster */
+    HX_SCOPE_NODE,    /* a node's own facts and its VM list; readable while offline */
+    HX_SCOPE_ONLINE,  /* like NODE, but only while the node is online (else EHOSTDOWN) */
+    HX_SCOPE_VM,      /* one VM; only while its node is online */
+} hx_scope;
+
+typedef struct hx_obj {
+    int kind;
+    char node[HX_NODE_NAME_MAX];
+    char vm[HX_VM_NAME_MAX];
+    char vm_uuid[HX_UUID_LEN];
+} hx_obj;
+
+typedef int (*hx_render_fn)(const hx_obj *o, hx_buf *out);
+
+typedef struct hx_kind {
+    const char *pattern;
+    hx_ftype type;
+    mode_t mode;
+    hx_scope scope;
+    /* A rendering stays valid while the scope's version holds and, when ttl_ms > 0, for at most
+     * that long (for live counters that change without an event). */
+    int ttl_ms;
+    hx_render_fn render;
+    /* Documentation, checked against docs/tree.md by the unit tests. */
+    const char *doc;
+} hx_kind;
+
+extern const hx_kind hx_kinds[];
+extern const size_t hx_n_kinds;
+
+enum { HX_KIND_ROOT = 0 };
+
+/* Must be called once before the rest; the cluster backs every dynamic kind. */
+void hx_tree_init(hx_cluster *cl);
+hx_cluster *hx_tree_cluster(void);
+
+int hx_tree_parent_kind(int kind);
+/* Index of the kind with exactly this pattern (the root when none has it). */
+int hx_tree_kind(const char *pattern);
+/* Last segment of a kind's pattern ("state", "{vm}"). */
+const char *hx_tree_segment(int kind);
+/* Resolves name inside directory dir. -ENOENT, -ENOTDIR, -EHOSTDOWN. */
+int hx_tree_lookup(const hx_obj *dir, const char *name, hx_obj *out);
+/* The directory that holds o (the root's parent is the root). */
+void hx_tree_parent(const hx_obj *o, hx_obj *out);
+
+/* Children of a directory, in listing order. Free with hx_tree_list_free. */
+typedef struct hx_tree_list {
+    hx_obj *objs;
+    char **names;
+    size_t n;
+} hx_tree_list;
+int hx_tree_list_dir(const hx_obj *dir, hx_tree_list *out);
+void hx_tree_list_free(hx_tree_list *l);
+
+/* Whether o still exists, and the version and change time of what it shows.
+ * -ENOENT, -EHOSTDOWN. */
+int hx_tree_version(const hx_obj *o, uint64_t *version, long long *changed_ns);
+/* Renders a document. -errno on failure. */
+int hx_tree_render(const hx_obj *o, hx_buf *out);
+
+/* Identity and inode number. The root is inode 1 (FUSE_ROOT_ID). */
+void hx_tree_identity(const hx_obj *o, char *buf, size_t size);
+uint64_t hx_tree_ino(const hx_obj *o);
+/* The path of o inside the tree, for messages. */
+void hx_tree_path(const hx_obj *o, char *buf, size_t size);
