@@ -284,8 +284,7 @@ int hx_cluster_vm_names(hx_cluster *cl, const char *node, char ***names, size_t 
     return 0;
 }
 
-int hx_cluster_vm_lookup(hx_cluster *cl, const char *node, const char *name,
-                         char uuid[HX_UUID_LEN])
+int hx_cluster_vm_lookup(hx_cluster *cl, const char *node, const char *name, char uuid[HX_UUID_LEN])
 {
     hx_node *n;
     int r = hx_cluster_online(cl, node, &n);

@@ -1,4 +1,5 @@
-/* Logging to stderr with a level, a timestamp and the thread's name; shared string buffer helpers. */
+/* Logging to stderr with a level, a timestamp and the thread's name; shared string buffer helpers.
+ */
 #include "hx_log.h"
 #include "hx_util.h"
 

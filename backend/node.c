@@ -218,8 +218,7 @@ static int hx_node_load_dom(hx_node *n, virDomainPtr dom, hx_dom *d)
     d->v.xml_config = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE);
     if (!d->v.xml_config)
         goto fail;
-    d->v.config_json =
-        hx_node_config_json(n, d->v.xml_config, d->v.autostart, &d->v.config_error);
+    d->v.config_json = hx_node_config_json(n, d->v.xml_config, d->v.autostart, &d->v.config_error);
     if (!d->v.config_json)
         hx_err("node %s: domain %s: %s", n->name, d->v.name,
                d->v.config_error ? d->v.config_error : "cannot render config.json");
@@ -245,9 +244,9 @@ static int hx_str_eq(const char *a, const char *b)
 static int hx_dom_same(const hx_dom *a, const hx_dom *b)
 {
     return strcmp(a->v.name, b->v.name) == 0 && a->v.state == b->v.state &&
-           a->v.reason == b->v.reason && a->v.id == b->v.id &&
-           a->v.persistent == b->v.persistent && a->v.autostart == b->v.autostart &&
-           hx_str_eq(a->v.xml_config, b->v.xml_config) && hx_str_eq(a->v.xml_live, b->v.xml_live);
+           a->v.reason == b->v.reason && a->v.id == b->v.id && a->v.persistent == b->v.persistent &&
+           a->v.autostart == b->v.autostart && hx_str_eq(a->v.xml_config, b->v.xml_config) &&
+           hx_str_eq(a->v.xml_live, b->v.xml_live);
 }
 
 static int hx_dom_cmp_name(const void *a, const void *b)
@@ -378,7 +377,7 @@ static void hx_node_refresh_all(hx_node *n)
         hx_err("node %s: cannot list domains: %s", n->name, virGetLastErrorMessage());
         return;
     }
-    char (*seen)[HX_UUID_LEN] = calloc((size_t)nd + 1, HX_UUID_LEN);
+    char(*seen)[HX_UUID_LEN] = calloc((size_t)nd + 1, HX_UUID_LEN);
     for (int i = 0; i < nd; i++) {
         hx_dom d;
         virDomainGetUUIDString(doms[i], seen[i]);
@@ -532,8 +531,7 @@ static int hx_node_connect(hx_node *n)
     n->closed = 0;
     pthread_mutex_unlock(&n->lock);
     if (virConnectRegisterCloseCallback(c, hx_node_on_close, n, NULL) < 0)
-        hx_warn("node %s: cannot register close callback: %s", n->name,
-                virGetLastErrorMessage());
+        hx_warn("node %s: cannot register close callback: %s", n->name, virGetLastErrorMessage());
     hx_node_subscribe(n);
     json_t *info = hx_node_gather_info(n);
     hx_node_refresh_all(n);
@@ -687,7 +685,8 @@ static int hx_node_node_stats(hx_node *n, hx_req *r)
             mcache = mem[i].value;
     }
     if (mtotal >= mfree + mbuf + mcache)
-        json_object_set_new(jm, "used_kib", json_integer((json_int_t)(mtotal - mfree - mbuf - mcache)));
+        json_object_set_new(jm, "used_kib",
+                            json_integer((json_int_t)(mtotal - mfree - mbuf - mcache)));
     json_object_set_new(doc, "memory", jm);
     char when[40];
     hx_stats_iso_time(wall, when, sizeof(when));

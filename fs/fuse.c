@@ -151,7 +151,8 @@ static void hx_fuse_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
     hx_inode_obj(e, &o);
     /* A getattr from an open document (fstat, or the kernel refreshing i_size before a read)
      * reports the pinned rendering, so size and content agree for that reader. */
-    hx_blob *pinned = fi && hx_kinds[o.kind].type == HX_FT_DOC ? (hx_blob *)(uintptr_t)fi->fh : NULL;
+    hx_blob *pinned =
+        fi && hx_kinds[o.kind].type == HX_FT_DOC ? (hx_blob *)(uintptr_t)fi->fh : NULL;
     struct stat st;
     int r = hx_inode_stat(e, pinned, &st);
     if (r < 0)
@@ -170,7 +171,8 @@ static void hx_fuse_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
     }
     hx_obj o;
     hx_inode_obj(e, &o);
-    hx_blob *pinned = fi && hx_kinds[o.kind].type == HX_FT_DOC ? (hx_blob *)(uintptr_t)fi->fh : NULL;
+    hx_blob *pinned =
+        fi && hx_kinds[o.kind].type == HX_FT_DOC ? (hx_blob *)(uintptr_t)fi->fh : NULL;
     struct stat st;
     int r = hx_inode_stat(e, pinned, &st);
     if (r < 0) {

@@ -93,9 +93,8 @@ hx_inode *hx_inodes_intern(const hx_obj *o)
         if (e->obj.kind == o->kind)
             e->obj = *o;
         else
-            hx_err("inode %llu: identity collision between %s and %s",
-                   (unsigned long long)ino, hx_kinds[e->obj.kind].pattern,
-                   hx_kinds[o->kind].pattern);
+            hx_err("inode %llu: identity collision between %s and %s", (unsigned long long)ino,
+                   hx_kinds[e->obj.kind].pattern, hx_kinds[o->kind].pattern);
         pthread_mutex_unlock(&e->lock);
         return e;
     }
@@ -174,7 +173,8 @@ int hx_inode_content(hx_inode *e, hx_blob **out, int *same)
     if (r < 0)
         return r;
     pthread_mutex_lock(&e->lock);
-    if (e->memo && e->memo->len == b.len && memcmp(e->memo->data, b.data ? b.data : "", b.len) == 0) {
+    if (e->memo && e->memo->len == b.len &&
+        memcmp(e->memo->data, b.data ? b.data : "", b.len) == 0) {
         /* Same bytes: keep the blob, so mtime and the kernel's pages stay valid. */
         e->memo_version = ver;
         e->memo_at_ns = now;

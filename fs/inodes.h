@@ -37,5 +37,4 @@ int hx_inode_content(hx_inode *e, hx_blob **out, int *same);
 /* Attributes; pinned, when given, is the rendering an open file holds. */
 int hx_inode_stat(hx_inode *e, hx_blob *pinned, struct stat *st);
 /* Calls fn for every entry whose object lies on node (NULL: every entry). */
-void hx_inodes_foreach_node(const char *node, void (*fn)(hx_inode *e, void *opaque),
-                            void *opaque);
+void hx_inodes_foreach_node(const char *node, void (*fn)(hx_inode *e, void *opaque), void *opaque);

@@ -11,6 +11,7 @@
 #include "hx_tree.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <libgen.h>
 #include <libxml/parser.h>
@@ -29,6 +30,7 @@
 struct hx_opts {
     char *config;
     char *loglevel;
+    char *logfile;
     char *nonopt[3];
     int n_nonopt;
     int help;
@@ -37,6 +39,7 @@ struct hx_opts {
 static const struct fuse_opt hx_opt_spec[] = {
     {"config=%s", offsetof(struct hx_opts, config), 0},
     {"loglevel=%s", offsetof(struct hx_opts, loglevel), 0},
+    {"logfile=%s", offsetof(struct hx_opts, logfile), 0},
     FUSE_OPT_KEY("-h", 1),
     FUSE_OPT_KEY("--help", 1),
     FUSE_OPT_END,
@@ -68,6 +71,8 @@ static void hx_usage(void)
            "Horcrux options:\n"
            "    -o config=FILE        cluster configuration (default " HX_DEFAULT_CONFIG ")\n"
            "    -o loglevel=LEVEL     error, warn, info (default) or debug\n"
+           "    -o logfile=FILE       append the log to FILE (default: stderr, which is\n"
+           "                          /dev/null once the daemon runs in the background)\n"
            "\n"
            "FUSE options:\n");
     fuse_cmdline_help();
@@ -106,15 +111,17 @@ static void *hx_watch_main(void *arg)
     hx_strlcpy(base, hx_conf_path, sizeof(base));
     hx_strlcpy(base, basename(base), sizeof(base));
     int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    if (fd < 0 || inotify_add_watch(fd, dirname(dir), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE |
-                                                          IN_DELETE | IN_MOVED_FROM) < 0) {
+    if (fd < 0 || inotify_add_watch(fd, dirname(dir),
+                                    IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE |
+                                        IN_MOVED_FROM) < 0) {
         hx_err("cannot watch configuration %s: %s", hx_conf_path, strerror(errno));
         if (fd >= 0)
             close(fd);
         return NULL;
     }
     for (;;) {
-        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = hx_watch_pipe[0], .events = POLLIN}};
+        struct pollfd p[2] = {{.fd = fd, .events = POLLIN},
+                              {.fd = hx_watch_pipe[0], .events = POLLIN}};
         if (poll(p, 2, -1) < 0 && errno != EINTR)
             break;
         if (p[1].revents)
@@ -172,8 +179,9 @@ int main(int argc, char *argv[])
     const char *source = opts.n_nonopt == 2 ? opts.nonopt[0] : NULL;
     struct stat sst;
     const char *conf = opts.config ? opts.config
-                       : source && stat(source, &sst) == 0 && S_ISREG(sst.st_mode) ? source
-                                                                                   : HX_DEFAULT_CONFIG;
+                       : source && stat(source, &sst) == 0 && S_ISREG(sst.st_mode)
+                           ? source
+                           : HX_DEFAULT_CONFIG;
     if (!realpath(conf, hx_conf_path)) {
         fprintf(stderr, "horcruxfs: configuration %s: %s\n", conf, strerror(errno));
         return 1;
@@ -212,6 +220,13 @@ int main(int argc, char *argv[])
     }
     /* Threads start after daemonizing: fork keeps only the calling thread. */
     fuse_daemonize(cl.foreground);
+    if (opts.logfile) {
+        int lfd = open(opts.logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (lfd < 0 || dup2(lfd, STDERR_FILENO) < 0)
+            hx_err("cannot open log file %s: %s", opts.logfile, strerror(errno));
+        if (lfd > STDERR_FILENO)
+            close(lfd);
+    }
     pthread_setname_np(pthread_self(), "main");
     xmlInitParser();
     int rc = 1;
@@ -249,5 +264,6 @@ int main(int argc, char *argv[])
         free(opts.nonopt[i]);
     free(opts.config);
     free(opts.loglevel);
+    free(opts.logfile);
     return rc == 0 ? 0 : 1;
 }

@@ -150,8 +150,8 @@ static void *hx_notify_main(void *arg)
         /* ENOENT: the kernel does not have that inode or entry cached, nothing to drop.
          * ENOSYS: the kernel has not finished INIT yet, so it caches nothing either. */
         if (r < 0 && r != -ENOENT && r != -ENOSYS)
-            hx_debug("invalidation of inode %llu failed: %s", (unsigned long long)(v->ino ? v->ino : v->parent),
-                     strerror(-r));
+            hx_debug("invalidation of inode %llu failed: %s",
+                     (unsigned long long)(v->ino ? v->ino : v->parent), strerror(-r));
         free(v);
     }
     return NULL;

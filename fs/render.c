@@ -93,10 +93,10 @@ int hx_render_cluster_status(const hx_obj *o, hx_buf *out)
     json_object_set_new(vms, "running", json_integer(c.running));
     json_object_set_new(doc, "vms", vms);
     /* VMs are counted on online nodes only: an offline node's VMs are not known. */
-    const char *health = c.nodes == 0                ? "empty"
-                         : c.online == c.nodes       ? "ok"
-                         : c.online == 0             ? "down"
-                                                     : "degraded";
+    const char *health = c.nodes == 0          ? "empty"
+                         : c.online == c.nodes ? "ok"
+                         : c.online == 0       ? "down"
+                                               : "degraded";
     json_object_set_new(doc, "health", json_string(health));
     return hx_render_json(doc, out);
 }
@@ -183,8 +183,7 @@ int hx_render_vm_live(const hx_obj *o, hx_buf *out)
     if (running && config) {
         const char *key;
         json_t *val;
-        json_object_foreach(config, key, val)
-        {
+        json_object_foreach (config, key, val) {
             if (!json_equal(val, json_object_get(running, key)))
                 json_array_append_new(pending, json_string(key));
         }

@@ -36,12 +36,12 @@ const hx_kind hx_kinds[] = {
     {"/nodes/{node}/vms/{vm}", HX_FT_DIR, DIR_MODE, HX_SCOPE_VM, 0, NULL, "a VM"},
     {"/nodes/{node}/vms/{vm}/state", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0, hx_render_vm_state,
      "the VM's state word"},
-    {"/nodes/{node}/vms/{vm}/config.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0,
-     hx_render_vm_config, "the VM's persistent configuration (JSON)"},
+    {"/nodes/{node}/vms/{vm}/config.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0, hx_render_vm_config,
+     "the VM's persistent configuration (JSON)"},
     {"/nodes/{node}/vms/{vm}/live.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0, hx_render_vm_live,
      "what the running VM has now (JSON)"},
-    {"/nodes/{node}/vms/{vm}/domain.xml", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0,
-     hx_render_vm_domxml, "libvirt's domain XML"},
+    {"/nodes/{node}/vms/{vm}/domain.xml", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0, hx_render_vm_domxml,
+     "libvirt's domain XML"},
     {"/nodes/{node}/vms/{vm}/metrics.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 1000,
      hx_render_vm_metrics, "live counters from libvirt's bulk stats (JSON)"},
 };
@@ -62,8 +62,8 @@ static void hx_tree_compute_parents(void)
             continue;
         for (size_t j = 0; j < hx_n_kinds; j++) {
             const char *q = hx_kinds[j].pattern;
-            if ((plen == 0 && strcmp(q, "/") == 0) || (plen > 0 && strlen(q) == plen &&
-                                                       strncmp(q, p, plen) == 0)) {
+            if ((plen == 0 && strcmp(q, "/") == 0) ||
+                (plen > 0 && strlen(q) == plen && strncmp(q, p, plen) == 0)) {
                 hx_parent_of[k] = (int)j;
                 break;
             }

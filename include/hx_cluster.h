@@ -53,9 +53,9 @@ typedef struct hx_node_view {
     char name[HX_NODE_NAME_MAX];
     char *uri;
     hx_node_status status;
-    char *last_error;         /* why it is offline, or NULL */
+    char *last_error;          /* why it is offline, or NULL */
     long long status_since_ns; /* wall clock of the last status change */
-    json_t *info;             /* host facts gathered at connect; NULL before the first connect */
+    json_t *info;              /* host facts gathered at connect; NULL before the first connect */
 } hx_node_view;
 
 /* Sorted node names, NULL-terminated; free with hx_strv_free. */
@@ -76,7 +76,7 @@ typedef struct hx_vm_view {
     char *xml_live;    /* live XML, NULL when not running */
     char *config_json; /* rendered config.json bytes, NULL when the XML could not be converted */
     char *config_error;
-    char *live_json;   /* the running config, NULL when not running */
+    char *live_json; /* the running config, NULL when not running */
     uint64_t version;
     long long changed_ns;
 } hx_vm_view;

@@ -92,7 +92,7 @@ static void load_missing_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(parses_nodes),     cmocka_unit_test(empty_is_valid),
+        cmocka_unit_test(parses_nodes),      cmocka_unit_test(empty_is_valid),
         cmocka_unit_test(rejects_bad_files), cmocka_unit_test(node_names),
         cmocka_unit_test(load_missing_file),
     };

@@ -61,12 +61,12 @@ static void cpu_percent(void **state)
 {
     (void)state;
     /* 0.5 s of CPU over 1 s of wall time: 50 %. */
-    assert_float_equal(hx_stats_cpu_percent(1000000000ULL, 10000000000LL, 1500000000ULL,
-                                            11000000000LL),
-                       50.0, 1e-9);
-    assert_true(hx_stats_cpu_percent(0, 0, 5, 10) < 0);       /* no previous sample */
-    assert_true(hx_stats_cpu_percent(10, 100, 5, 200) < 0);   /* counter went back */
-    assert_true(hx_stats_cpu_percent(10, 100, 20, 100) < 0);  /* no time passed */
+    assert_float_equal(
+        hx_stats_cpu_percent(1000000000ULL, 10000000000LL, 1500000000ULL, 11000000000LL), 50.0,
+        1e-9);
+    assert_true(hx_stats_cpu_percent(0, 0, 5, 10) < 0);      /* no previous sample */
+    assert_true(hx_stats_cpu_percent(10, 100, 5, 200) < 0);  /* counter went back */
+    assert_true(hx_stats_cpu_percent(10, 100, 20, 100) < 0); /* no time passed */
 }
 
 static void iso_time(void **state)

@@ -63,8 +63,7 @@ static void every_entry_is_complete(void **state)
         const char *need[] = {"- Kind:", "- Format:", "- Read:", "- Write:", "- Errors:"};
         for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
             if (!strstr(entry, need[i])) {
-                fprintf(stderr, "docs/tree.md entry %s lacks '%s'\n", hx_kinds[k].pattern,
-                        need[i]);
+                fprintf(stderr, "docs/tree.md entry %s lacks '%s'\n", hx_kinds[k].pattern, need[i]);
                 bad++;
             }
         free(entry);
@@ -91,9 +90,9 @@ static void table_is_a_tree(void **state)
             assert_string_not_equal(hx_kinds[j].pattern, hx_kinds[k].pattern);
     }
     assert_string_equal(hx_tree_segment(hx_tree_kind("/nodes/{node}/vms/{vm}/state")), "state");
-    assert_string_equal(hx_kinds[hx_tree_parent_kind(hx_tree_kind("/nodes/{node}/vms/{vm}"))]
-                            .pattern,
-                        "/nodes/{node}/vms");
+    assert_string_equal(
+        hx_kinds[hx_tree_parent_kind(hx_tree_kind("/nodes/{node}/vms/{vm}"))].pattern,
+        "/nodes/{node}/vms");
 }
 
 static void inode_identity(void **state)

@@ -1,0 +1,317 @@
+"""Fixtures of the horcruxfs integration suite: a real testbed (tools/hxtestbed.py), the real
+daemon on a real FUSE mount, real client programs.
+
+Run as root:
+    /usr/bin/python3 -m pytest -s tests/integration
+    HX_DAEMON=build-asan/horcruxfs /usr/bin/python3 -m pytest -s tests/integration
+
+Fixtures:
+    bed      (session) a 3-node testbed, prefix 'hxit', in a fresh /tmp directory
+    daemons  (function) a factory: daemons.start(mnt=None, conf=None, opts=...) -> Daemon;
+             every daemon it started is stopped at teardown (SIGTERM, exit 0, mount gone,
+             no sanitizer report), or killed and lazily unmounted when it misbehaves
+    mount    (function) the daemon on a fresh mount point over the testbed's configuration,
+             nodes/n1/status already 'online'; yields the mount point path
+"""
+import errno
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOOLS = os.path.join(ROOT, 'tools')
+DAEMON = os.path.abspath(os.environ.get('HX_DAEMON') or os.path.join(ROOT, 'build', 'horcruxfs'))
+PREFIX = 'hxit'
+NODES = ['n1', 'n2', 'n3']
+VMS = {'n1': {'100': 'running', '101': 'shutoff'},
+       'n2': {'200': 'running', '201': 'shutoff'},
+       'n3': {'300': 'running', '301': 'shutoff'}}
+SANITIZER_RE = re.compile(r'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|'
+                          r'ThreadSanitizer|SUMMARY: UndefinedBehaviorSanitizer')
+
+
+def _load_testbed():
+    spec = importlib.util.spec_from_file_location('hxtestbed', os.path.join(TOOLS, 'hxtestbed.py'))
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault('hxtestbed', mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+tb = _load_testbed()
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason='the integration suite needs root (testbed, FUSE)')
+        for it in items:
+            it.add_marker(skip)
+
+
+# ------------------------------------------------------------------ helpers
+
+def mounted(mnt):
+    """True when mnt is a mount point in /proc/mounts."""
+    mnt = os.path.abspath(mnt)
+    with open('/proc/mounts') as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) > 1 and parts[1].encode().decode('unicode_escape') == mnt:
+                return True
+    return False
+
+
+def wait_for(fn, timeout, interval=0.02):
+    """Calls fn() until it returns a true value or timeout seconds pass.
+    Returns (value, seconds) with the last value (false on timeout)."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            v = fn()
+        except OSError:
+            v = None
+        dt = time.monotonic() - t0
+        if v or dt >= timeout:
+            return v, dt
+        time.sleep(interval)
+
+
+def read(path, mode='r'):
+    with open(path, mode) as f:
+        return f.read()
+
+
+def read_or_errno(path):
+    """The text of path, or the errno of the failure as an int."""
+    try:
+        return read(path)
+    except OSError as e:
+        return e.errno
+
+
+def write_atomic(path, text):
+    """Replaces path the way editors and config management do: temp file + rename."""
+    tmp = path + '.tmp-%d' % os.getpid()
+    with open(tmp, 'w') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class Daemon:
+    def __init__(self, mnt, conf, log, opts=(), argv=None):
+        self.mnt, self.conf, self.log, self.opts = mnt, conf, log, list(opts)
+        self.argv = argv
+        self.proc = None
+        self.rc = None
+
+    def cmd(self):
+        if self.argv is not None:
+            return [DAEMON] + list(self.argv)
+        o = ['config=' + self.conf] + self.opts
+        return [DAEMON, '-f', '-o', ','.join(o), self.mnt]
+
+    def start(self, wait_node='n1', timeout=10):
+        env = dict(os.environ)
+        env['ASAN_OPTIONS'] = 'detect_leaks=0'
+        env['UBSAN_OPTIONS'] = 'print_stacktrace=1'
+        self.rc = None
+        with open(self.log, 'ab') as lf:
+            lf.write(('=== %s\n' % ' '.join(self.cmd())).encode())
+            lf.flush()
+            self.proc = subprocess.Popen(self.cmd(), stdin=subprocess.DEVNULL, stdout=lf,
+                                         stderr=lf, env=env)
+        _, dt = wait_for(lambda: mounted(self.mnt) or self.proc.poll() is not None, timeout)
+        if not mounted(self.mnt):
+            raise AssertionError('daemon did not mount %s within %ss (rc=%s); log %s:\n%s'
+                                 % (self.mnt, timeout, self.proc.poll(), self.log,
+                                    self.log_text()[-3000:]))
+        if wait_node:
+            st = os.path.join(self.mnt, 'nodes', wait_node, 'status')
+            v, dt = wait_for(lambda: read(st).strip() == 'online', timeout)
+            if not v:
+                raise AssertionError('%s did not read online within %ss (reads %r); log %s'
+                                     % (st, timeout, read_or_errno(st), self.log))
+        return self
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Signals the daemon and waits for it; returns its exit code (None if it hangs)."""
+        if self.proc is None:
+            return self.rc
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.rc = None
+        return self.rc
+
+    def force_cleanup(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        if mounted(self.mnt):
+            subprocess.run(['fusermount3', '-uz', self.mnt], capture_output=True)
+        if mounted(self.mnt):
+            subprocess.run(['umount', '-l', self.mnt], capture_output=True)
+
+    def log_text(self):
+        try:
+            return read(self.log, 'rb').decode(errors='replace')
+        except OSError:
+            return ''
+
+    def sanitizer_lines(self):
+        return [l for l in self.log_text().splitlines() if SANITIZER_RE.search(l)]
+
+
+class Daemons:
+    """Starts daemons for one test and checks each one's clean exit at teardown."""
+
+    def __init__(self, node, workdir, default_conf):
+        self.node = node
+        self.workdir = workdir
+        self.default_conf = default_conf
+        self.all = []
+        self.logs = []
+        node._hx_logs = self.logs
+
+    def mountpoint(self):
+        return tempfile.mkdtemp(prefix='mnt-', dir=self.workdir)
+
+    def new(self, mnt=None, conf=None, opts=(), argv=None):
+        mnt = mnt or self.mountpoint()
+        log = os.path.join(self.workdir, 'daemon-%d.log' % len(self.all))
+        d = Daemon(mnt, conf or self.default_conf, log, opts, argv)
+        self.all.append(d)
+        self.logs.append(log)
+        return d
+
+    def start(self, mnt=None, conf=None, opts=(), wait_node='n1', timeout=10):
+        return self.new(mnt, conf, opts).start(wait_node=wait_node, timeout=timeout)
+
+    def finish(self):
+        problems = []
+        for d in self.all:
+            if d.proc is None:
+                continue
+            if d.proc.poll() is None:
+                rc = d.stop(signal.SIGTERM, 10)
+                if rc != 0:
+                    problems.append('daemon on %s: exit code %r after SIGTERM (log %s)'
+                                    % (d.mnt, rc, d.log))
+            if mounted(d.mnt):
+                problems.append('%s still mounted after the daemon exited (log %s)'
+                                % (d.mnt, d.log))
+            d.force_cleanup()
+            san = d.sanitizer_lines()
+            if san:
+                problems.append('sanitizer report in %s:\n  %s' % (d.log, '\n  '.join(san[:10])))
+        return problems
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    logs = getattr(item, '_hx_logs', None)
+    if rep.failed and logs:
+        parts = []
+        for log in logs:
+            try:
+                tail = read(log, 'rb').decode(errors='replace').splitlines()[-25:]
+            except OSError:
+                tail = ['(missing)']
+            parts.append('daemon log %s (last lines):\n%s' % (log, '\n'.join(tail)))
+        rep.sections.append(('horcruxfs daemon logs', '\n\n'.join(parts)))
+
+
+# ------------------------------------------------------------------ fixtures
+
+class Bed:
+    def __init__(self, d, state):
+        self.dir = d
+        self.state = state
+        self.conf = os.path.join(d, 'horcrux.conf')
+        self.prefix = state['prefix']
+
+    def virsh(self, node, *args):
+        return tb.virsh(self.dir, node, *args)
+
+    def uri(self, node):
+        return tb.uri(self.dir, node)
+
+    def socket(self, node):
+        return os.path.join(self.dir, 'nodes', node, 'run', 'libvirt', 'libvirt-sock')
+
+    def kill_libvirtd(self, node):
+        return tb.kill_libvirtd(self.dir, node)
+
+    def start_libvirtd(self, node):
+        return tb.start_libvirtd(self.dir, node)
+
+    def conf_text(self, nodes=NODES):
+        lines = []
+        for n in nodes:
+            lines += ['[node %s]' % n, 'uri = %s' % self.uri(n)]
+        return '\n'.join(lines) + '\n'
+
+
+@pytest.fixture(scope='session')
+def bed():
+    if os.geteuid() != 0:
+        pytest.skip('needs root')
+    d = tempfile.mkdtemp(prefix='hxit-')
+    os.rmdir(d)  # up() creates it
+    leftovers = [ns for ns in tb._netns_list() if ns.startswith(PREFIX + '-')]
+    t0 = time.monotonic()
+    try:
+        st = tb.up(d, nodes=3, vms=2, prefix=PREFIX, force=bool(leftovers))
+        print('\n[hxit] testbed up in %.2fs at %s (virt type %s)'
+              % (time.monotonic() - t0, d, st.get('virt_type')))
+        yield Bed(d, st)
+    finally:
+        problems = tb.down(d, prefix=PREFIX)
+        if problems:
+            print('[hxit] testbed down problems: %s' % problems)
+
+
+@pytest.fixture
+def workdir():
+    d = tempfile.mkdtemp(prefix='hxit-run-')
+    yield d
+    if not any(d in l for l in open('/proc/mounts')):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def daemons(request, bed, workdir):
+    ds = Daemons(request.node, workdir, bed.conf)
+    yield ds
+    problems = ds.finish()
+    assert not problems, '\n'.join(problems)
+
+
+@pytest.fixture
+def mount(daemons):
+    d = daemons.start()
+    return d.mnt
+
+
+@pytest.fixture
+def mounted_daemon(daemons):
+    """Like mount, but gives the Daemon object (for tests that restart or signal it)."""
+    return daemons.start()
