@@ -25,17 +25,38 @@ typedef struct hx_dirh {
     uint64_t self, parent;
 } hx_dirh;
 
+/* Documents re-rendered on a timer (metrics) change without an event to invalidate the kernel's
+ * copy, so their attributes are never cached: each read then refreshes the size from the open
+ * handle's pinned rendering (FUSE_CAP_AUTO_INVAL_DATA), and size and bytes agree. */
+static double hx_fuse_attr_timeout(const hx_obj *o)
+{
+    return hx_kinds[o->kind].ttl_ms > 0 ? 0.0 : HX_ATTR_TIMEOUT;
+}
+
+/* Attributes for a reply; records the size the kernel is told. */
+static int hx_fuse_stat(hx_inode *e, hx_blob *pinned, struct stat *st, double *timeout)
+{
+    int r = hx_inode_stat(e, pinned, st);
+    if (r < 0)
+        return r;
+    hx_obj o;
+    hx_inode_obj(e, &o);
+    if (hx_kinds[o.kind].type == HX_FT_DOC)
+        hx_inode_reported(e, st->st_size);
+    *timeout = hx_fuse_attr_timeout(&o);
+    return 0;
+}
+
 static int hx_fuse_entry(hx_inode *e, struct fuse_entry_param *ep)
 {
     memset(ep, 0, sizeof(*ep));
-    int r = hx_inode_stat(e, NULL, &ep->attr);
+    int r = hx_fuse_stat(e, NULL, &ep->attr, &ep->attr_timeout);
     if (r < 0)
         return r;
     ep->ino = hx_inode_ino(e);
     /* Inode numbers are never reused (fs/ino.c), so one generation serves for all. */
     ep->generation = 1;
     ep->entry_timeout = HX_ENTRY_TIMEOUT;
-    ep->attr_timeout = HX_ATTR_TIMEOUT;
     return 0;
 }
 
@@ -154,11 +175,12 @@ static void hx_fuse_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
     hx_blob *pinned =
         fi && hx_kinds[o.kind].type == HX_FT_DOC ? (hx_blob *)(uintptr_t)fi->fh : NULL;
     struct stat st;
-    int r = hx_inode_stat(e, pinned, &st);
+    double timeout;
+    int r = hx_fuse_stat(e, pinned, &st, &timeout);
     if (r < 0)
         fuse_reply_err(req, -r);
     else
-        fuse_reply_attr(req, &st, HX_ATTR_TIMEOUT);
+        fuse_reply_attr(req, &st, timeout);
 }
 
 static void hx_fuse_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -174,7 +196,8 @@ static void hx_fuse_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
     hx_blob *pinned =
         fi && hx_kinds[o.kind].type == HX_FT_DOC ? (hx_blob *)(uintptr_t)fi->fh : NULL;
     struct stat st;
-    int r = hx_inode_stat(e, pinned, &st);
+    double timeout;
+    int r = hx_fuse_stat(e, pinned, &st, &timeout);
     if (r < 0) {
         fuse_reply_err(req, -r);
         return;
@@ -192,7 +215,7 @@ static void hx_fuse_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
         fuse_reply_err(req, EPERM);
         return;
     }
-    fuse_reply_attr(req, &st, HX_ATTR_TIMEOUT);
+    fuse_reply_attr(req, &st, timeout);
 }
 
 static void hx_fuse_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -223,7 +246,11 @@ static void hx_fuse_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
     /* When this is the rendering the last open got, the kernel's pages hold exactly these
      * bytes and can serve the read; otherwise they are dropped at open. */
     fi->keep_cache = same;
-    fi->direct_io = 0;
+    /* The content changed after the kernel last got this file's size (an event raced with
+     * this open, its invalidation still queued): the kernel would cut reads at the old size.
+     * This one open then bypasses the page cache and reads to the pinned end. */
+    long long told = hx_inode_reported(e, -1);
+    fi->direct_io = !same && told >= 0 && (size_t)told != b->len;
     if (fuse_reply_open(req, fi) != 0)
         hx_blob_unref(b); /* the open was interrupted: no release will come */
 }

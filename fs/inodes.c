@@ -15,7 +15,9 @@ struct hx_inode {
     uint64_t memo_version;
     long long memo_at_ns; /* monotonic */
     long long mtime_ns;   /* wall clock of the last change of content */
-    hx_blob *last_served; /* not a reference: only compared */
+    uint64_t memo_seq;    /* moves each time memo is replaced (a freed blob's address may recur) */
+    uint64_t served_seq;  /* memo_seq the last open got */
+    long long reported;   /* size in the last attributes sent to the kernel, -1: none */
 };
 
 static pthread_rwlock_t hx_inodes_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -107,6 +109,7 @@ hx_inode *hx_inodes_intern(const hx_obj *o)
     if (!e && (e = calloc(1, sizeof(*e)))) {
         e->ino = ino;
         e->obj = *o;
+        e->reported = -1;
         pthread_mutex_init(&e->lock, NULL);
         size_t i = hx_slot_of(ino, hx_n_slots);
         while (hx_slots[i])
@@ -142,6 +145,16 @@ static hx_blob *hx_blob_new(const char *data, size_t len)
     return b;
 }
 
+/* For opens (same != NULL): whether the kernel's pages, filled by the previous open, hold this
+ * rendering. Attribute requests do not count: they put nothing in the page cache. Lock held. */
+static void hx_inode_served(hx_inode *e, int *same)
+{
+    if (!same)
+        return;
+    *same = e->served_seq == e->memo_seq;
+    e->served_seq = e->memo_seq;
+}
+
 int hx_inode_content(hx_inode *e, hx_blob **out, int *same)
 {
     hx_obj o;
@@ -159,9 +172,7 @@ int hx_inode_content(hx_inode *e, hx_blob **out, int *same)
     if (e->memo && e->memo_version == ver &&
         (k->ttl_ms == 0 || now - e->memo_at_ns < (long long)k->ttl_ms * 1000000LL)) {
         *out = hx_blob_ref(e->memo);
-        if (same)
-            *same = e->last_served == e->memo;
-        e->last_served = e->memo;
+        hx_inode_served(e, same);
         pthread_mutex_unlock(&e->lock);
         return 0;
     }
@@ -189,13 +200,12 @@ int hx_inode_content(hx_inode *e, hx_blob **out, int *same)
         e->mtime_ns = e->memo ? hx_now_real_ns() : changed;
         hx_blob_unref(e->memo);
         e->memo = nb;
+        e->memo_seq++;
         e->memo_version = ver;
         e->memo_at_ns = now;
     }
     *out = hx_blob_ref(e->memo);
-    if (same)
-        *same = e->last_served == e->memo;
-    e->last_served = e->memo;
+    hx_inode_served(e, same);
     pthread_mutex_unlock(&e->lock);
     return 0;
 }
@@ -245,6 +255,16 @@ int hx_inode_stat(hx_inode *e, hx_blob *pinned, struct stat *st)
     st->st_ctim = st->st_mtim;
     st->st_atim = st->st_mtim;
     return 0;
+}
+
+long long hx_inode_reported(hx_inode *e, long long size)
+{
+    pthread_mutex_lock(&e->lock);
+    long long prev = e->reported;
+    if (size >= 0)
+        e->reported = size;
+    pthread_mutex_unlock(&e->lock);
+    return prev;
 }
 
 void hx_inodes_foreach_node(const char *node, void (*fn)(hx_inode *e, void *opaque), void *opaque)

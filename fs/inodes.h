@@ -31,10 +31,12 @@ uint64_t hx_inode_ino(const hx_inode *e);
 void hx_inode_obj(hx_inode *e, hx_obj *out);
 
 /* The current rendering of a document, rendered again when its object changed or its TTL ran
- * out. *same is set when it is the rendering the previous call returned (the kernel's pages are
- * still right). Returns a reference, or -errno. */
+ * out. For an open, pass same: it is set when this is the rendering the previous open got (the
+ * kernel's pages are still right). Returns a reference, or -errno. */
 int hx_inode_content(hx_inode *e, hx_blob **out, int *same);
 /* Attributes; pinned, when given, is the rendering an open file holds. */
 int hx_inode_stat(hx_inode *e, hx_blob *pinned, struct stat *st);
+/* Remembers the size last told to the kernel, and returns the previous one (-1: none). */
+long long hx_inode_reported(hx_inode *e, long long size);
 /* Calls fn for every entry whose object lies on node (NULL: every entry). */
 void hx_inodes_foreach_node(const char *node, void (*fn)(hx_inode *e, void *opaque), void *opaque);

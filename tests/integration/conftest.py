@@ -133,15 +133,17 @@ class Daemon:
             raise AssertionError('daemon did not mount %s within %ss (rc=%s); log %s:\n%s'
                                  % (self.mnt, timeout, self.proc.poll(), self.log,
                                     self.log_text()[-3000:]))
-        if wait_node:
-            st = os.path.join(self.mnt, 'nodes', wait_node, 'status')
+        if isinstance(wait_node, str):
+            wait_node = [wait_node]
+        for n in wait_node or []:
+            st = os.path.join(self.mnt, 'nodes', n, 'status')
             v, dt = wait_for(lambda: read(st).strip() == 'online', timeout)
             if not v:
                 raise AssertionError('%s did not read online within %ss (reads %r); log %s'
                                      % (st, timeout, read_or_errno(st), self.log))
         return self
 
-    def signal(self, sig):
+    def send(self, sig):
         self.proc.send_signal(sig)
 
     def stop(self, sig=signal.SIGTERM, timeout=10):
@@ -228,6 +230,8 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     logs = getattr(item, '_hx_logs', None)
+    if rep.failed:
+        item._hx_keep = True
     if rep.failed and logs:
         parts = []
         for log in logs:
@@ -290,10 +294,12 @@ def bed():
 
 
 @pytest.fixture
-def workdir():
+def workdir(request):
     d = tempfile.mkdtemp(prefix='hxit-run-')
     yield d
-    if not any(d in l for l in open('/proc/mounts')):
+    # kept (with the daemon logs) when the test failed
+    if not getattr(request.node, '_hx_keep', False) and \
+            not any(d in l for l in open('/proc/mounts')):
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -302,16 +308,17 @@ def daemons(request, bed, workdir):
     ds = Daemons(request.node, workdir, bed.conf)
     yield ds
     problems = ds.finish()
+    if problems:
+        request.node._hx_keep = True
     assert not problems, '\n'.join(problems)
 
 
 @pytest.fixture
-def mount(daemons):
-    d = daemons.start()
-    return d.mnt
+def mounted_daemon(daemons):
+    """The daemon over the testbed's configuration, every node online (n1 first)."""
+    return daemons.start(wait_node=NODES)
 
 
 @pytest.fixture
-def mounted_daemon(daemons):
-    """Like mount, but gives the Daemon object (for tests that restart or signal it)."""
-    return daemons.start()
+def mount(mounted_daemon):
+    return mounted_daemon.mnt
