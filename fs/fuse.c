@@ -20,6 +20,21 @@
 #define HX_ENTRY_TIMEOUT 1.0
 #define HX_ATTR_TIMEOUT 1.0
 
+/* An open document: the rendering it pinned. */
+typedef struct hx_fh {
+    hx_inode *e;
+    hx_blob *blob;
+    int cached; /* counted by hx_inode_open_cached */
+} hx_fh;
+
+static void hx_fuse_fh_free(hx_fh *h)
+{
+    if (h->cached)
+        hx_inode_close_cached(h->e);
+    hx_blob_unref(h->blob);
+    free(h);
+}
+
 typedef struct hx_dirh {
     hx_tree_list list;
     uint64_t self, parent;
@@ -44,6 +59,11 @@ static int hx_fuse_stat(hx_inode *e, hx_blob *pinned, struct stat *st, double *t
     if (hx_kinds[o.kind].type == HX_FT_DOC)
         hx_inode_reported(e, st->st_size);
     *timeout = hx_fuse_attr_timeout(&o);
+    /* The kernel keeps one size per inode. While files opened before the last change are still
+     * read, no size is cached: each read then asks again through its own handle and gets the
+     * size of the rendering that handle pinned. */
+    if (*timeout > 0 && hx_inode_old_readers(e))
+        *timeout = 0;
     return 0;
 }
 
@@ -173,7 +193,7 @@ static void hx_fuse_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
     /* A getattr from an open document (fstat, or the kernel refreshing i_size before a read)
      * reports the pinned rendering, so size and content agree for that reader. */
     hx_blob *pinned =
-        fi && hx_kinds[o.kind].type == HX_FT_DOC ? (hx_blob *)(uintptr_t)fi->fh : NULL;
+        fi && hx_kinds[o.kind].type == HX_FT_DOC ? ((hx_fh *)(uintptr_t)fi->fh)->blob : NULL;
     struct stat st;
     double timeout;
     int r = hx_fuse_stat(e, pinned, &st, &timeout);
@@ -194,7 +214,7 @@ static void hx_fuse_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
     hx_obj o;
     hx_inode_obj(e, &o);
     hx_blob *pinned =
-        fi && hx_kinds[o.kind].type == HX_FT_DOC ? (hx_blob *)(uintptr_t)fi->fh : NULL;
+        fi && hx_kinds[o.kind].type == HX_FT_DOC ? ((hx_fh *)(uintptr_t)fi->fh)->blob : NULL;
     struct stat st;
     double timeout;
     int r = hx_fuse_stat(e, pinned, &st, &timeout);
@@ -235,31 +255,43 @@ static void hx_fuse_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
         fuse_reply_err(req, EACCES);
         return;
     }
-    hx_blob *b = NULL;
-    int same = 0;
-    int r = hx_inode_content(e, &b, &same);
+    hx_fh *h = calloc(1, sizeof(*h));
+    if (!h) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    h->e = e;
+    int r = hx_inode_content(e, &h->blob);
     if (r < 0) {
+        free(h);
         fuse_reply_err(req, -r);
         return;
     }
-    fi->fh = (uint64_t)(uintptr_t)b;
-    /* When this is the rendering the last open got, the kernel's pages hold exactly these
-     * bytes and can serve the read; otherwise they are dropped at open. */
-    fi->keep_cache = same;
-    /* The content changed after the kernel last got this file's size (an event raced with
-     * this open, its invalidation still queued): the kernel would cut reads at the old size.
-     * This one open then bypasses the page cache and reads to the pinned end. */
-    long long told = hx_inode_reported(e, -1);
-    fi->direct_io = !same && told >= 0 && (size_t)told != b->len;
+    int keep = 0;
+    if (hx_inode_open_cached(e, h->blob, &keep)) {
+        /* Older open files read other bytes through the page cache: leave it to them. */
+        fi->direct_io = 1;
+    } else {
+        h->cached = 1;
+        /* When the page cache may hold exactly these bytes it serves the read; otherwise
+         * the kernel drops it at open. */
+        fi->keep_cache = keep;
+        /* The content changed after the kernel last got this file's size (an event raced
+         * with this open, its invalidation still queued): the kernel would cut reads at the
+         * old size. This open then bypasses the page cache and reads to the pinned end. */
+        long long told = hx_inode_reported(e, -1);
+        fi->direct_io = !keep && told >= 0 && (size_t)told != h->blob->len;
+    }
+    fi->fh = (uint64_t)(uintptr_t)h;
     if (fuse_reply_open(req, fi) != 0)
-        hx_blob_unref(b); /* the open was interrupted: no release will come */
+        hx_fuse_fh_free(h); /* the open was interrupted: no release will come */
 }
 
 static void hx_fuse_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                          struct fuse_file_info *fi)
 {
     (void)ino;
-    hx_blob *b = (hx_blob *)(uintptr_t)fi->fh;
+    hx_blob *b = ((hx_fh *)(uintptr_t)fi->fh)->blob;
     if (off < 0) {
         fuse_reply_err(req, EINVAL);
         return;
@@ -275,7 +307,7 @@ static void hx_fuse_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void hx_fuse_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)ino;
-    hx_blob_unref((hx_blob *)(uintptr_t)fi->fh);
+    hx_fuse_fh_free((hx_fh *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
 }
 

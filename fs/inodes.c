@@ -15,8 +15,8 @@ struct hx_inode {
     uint64_t memo_version;
     long long memo_at_ns; /* monotonic */
     long long mtime_ns;   /* wall clock of the last change of content */
-    uint64_t memo_seq;    /* moves each time memo is replaced (a freed blob's address may recur) */
-    uint64_t served_seq;  /* memo_seq the last open got */
+    hx_blob *page_blob;   /* the rendering whose bytes the page cache may hold (a reference) */
+    int n_cached;         /* open handles reading page_blob through the page cache */
     long long reported;   /* size in the last attributes sent to the kernel, -1: none */
 };
 
@@ -145,17 +145,7 @@ static hx_blob *hx_blob_new(const char *data, size_t len)
     return b;
 }
 
-/* For opens (same != NULL): whether the kernel's pages, filled by the previous open, hold this
- * rendering. Attribute requests do not count: they put nothing in the page cache. Lock held. */
-static void hx_inode_served(hx_inode *e, int *same)
-{
-    if (!same)
-        return;
-    *same = e->served_seq == e->memo_seq;
-    e->served_seq = e->memo_seq;
-}
-
-int hx_inode_content(hx_inode *e, hx_blob **out, int *same)
+int hx_inode_content(hx_inode *e, hx_blob **out)
 {
     hx_obj o;
     hx_inode_obj(e, &o);
@@ -172,7 +162,6 @@ int hx_inode_content(hx_inode *e, hx_blob **out, int *same)
     if (e->memo && e->memo_version == ver &&
         (k->ttl_ms == 0 || now - e->memo_at_ns < (long long)k->ttl_ms * 1000000LL)) {
         *out = hx_blob_ref(e->memo);
-        hx_inode_served(e, same);
         pthread_mutex_unlock(&e->lock);
         return 0;
     }
@@ -200,12 +189,10 @@ int hx_inode_content(hx_inode *e, hx_blob **out, int *same)
         e->mtime_ns = e->memo ? hx_now_real_ns() : changed;
         hx_blob_unref(e->memo);
         e->memo = nb;
-        e->memo_seq++;
         e->memo_version = ver;
         e->memo_at_ns = now;
     }
     *out = hx_blob_ref(e->memo);
-    hx_inode_served(e, same);
     pthread_mutex_unlock(&e->lock);
     return 0;
 }
@@ -233,7 +220,7 @@ int hx_inode_stat(hx_inode *e, hx_blob *pinned, struct stat *st)
         if (pinned) {
             b = hx_blob_ref(pinned);
         } else {
-            int r = hx_inode_content(e, &b, NULL);
+            int r = hx_inode_content(e, &b);
             if (r < 0)
                 return r;
         }
@@ -255,6 +242,37 @@ int hx_inode_stat(hx_inode *e, hx_blob *pinned, struct stat *st)
     st->st_ctim = st->st_mtim;
     st->st_atim = st->st_mtim;
     return 0;
+}
+
+int hx_inode_open_cached(hx_inode *e, hx_blob *b, int *keep_cache)
+{
+    pthread_mutex_lock(&e->lock);
+    int direct = e->n_cached > 0 && e->page_blob != b;
+    if (!direct) {
+        *keep_cache = e->page_blob == b;
+        if (e->page_blob != b) {
+            hx_blob_unref(e->page_blob);
+            e->page_blob = hx_blob_ref(b);
+        }
+        e->n_cached++;
+    }
+    pthread_mutex_unlock(&e->lock);
+    return direct;
+}
+
+int hx_inode_old_readers(hx_inode *e)
+{
+    pthread_mutex_lock(&e->lock);
+    int r = e->n_cached > 0 && e->page_blob != e->memo;
+    pthread_mutex_unlock(&e->lock);
+    return r;
+}
+
+void hx_inode_close_cached(hx_inode *e)
+{
+    pthread_mutex_lock(&e->lock);
+    e->n_cached--;
+    pthread_mutex_unlock(&e->lock);
 }
 
 long long hx_inode_reported(hx_inode *e, long long size)

@@ -31,9 +31,16 @@ uint64_t hx_inode_ino(const hx_inode *e);
 void hx_inode_obj(hx_inode *e, hx_obj *out);
 
 /* The current rendering of a document, rendered again when its object changed or its TTL ran
- * out. For an open, pass same: it is set when this is the rendering the previous open got (the
- * kernel's pages are still right). Returns a reference, or -errno. */
-int hx_inode_content(hx_inode *e, hx_blob **out, int *same);
+ * out. Returns a reference, or -errno. */
+int hx_inode_content(hx_inode *e, hx_blob **out);
+/* An open that pins b. Returns 0 when it may read through the page cache (*keep_cache: the
+ * cache may already hold exactly b), 1 when it must bypass it because older open files read
+ * other bytes through it (each open file keeps the rendering it pinned). A 0 is paired with
+ * hx_inode_close_cached at release. */
+int hx_inode_open_cached(hx_inode *e, hx_blob *b, int *keep_cache);
+void hx_inode_close_cached(hx_inode *e);
+/* 1 while files opened before the last change are open (they read older bytes). */
+int hx_inode_old_readers(hx_inode *e);
 /* Attributes; pinned, when given, is the rendering an open file holds. */
 int hx_inode_stat(hx_inode *e, hx_blob *pinned, struct stat *st);
 /* Remembers the size last told to the kernel, and returns the previous one (-1: none). */

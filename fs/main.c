@@ -17,6 +17,7 @@
 #include <libxml/parser.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@ struct hx_opts {
     char *nonopt[3];
     int n_nonopt;
     int help;
+    int version;
 };
 
 static const struct fuse_opt hx_opt_spec[] = {
@@ -42,6 +44,8 @@ static const struct fuse_opt hx_opt_spec[] = {
     {"logfile=%s", offsetof(struct hx_opts, logfile), 0},
     FUSE_OPT_KEY("-h", 1),
     FUSE_OPT_KEY("--help", 1),
+    FUSE_OPT_KEY("-V", 2),
+    FUSE_OPT_KEY("--version", 2),
     FUSE_OPT_END,
 };
 
@@ -51,6 +55,10 @@ static int hx_opt_proc(void *data, const char *arg, int key, struct fuse_args *o
     struct hx_opts *o = data;
     if (key == 1) {
         o->help = 1;
+        return 0;
+    }
+    if (key == 2) {
+        o->version = 1;
         return 0;
     }
     if (key == FUSE_OPT_KEY_NONOPT) {
@@ -162,6 +170,11 @@ int main(int argc, char *argv[])
         hx_usage();
         return 0;
     }
+    if (opts.version) {
+        printf("horcruxfs %s\n", HX_VERSION);
+        fuse_lowlevel_version();
+        return 0;
+    }
     if (opts.loglevel) {
         int l = hx_log_parse_level(opts.loglevel);
         if (l < 0) {
@@ -194,11 +207,6 @@ int main(int argc, char *argv[])
     struct fuse_cmdline_opts cl;
     if (fuse_parse_cmdline(&args, &cl) != 0)
         return 2;
-    if (cl.show_version) {
-        printf("horcruxfs %s\n", HX_VERSION);
-        fuse_lowlevel_version();
-        return 0;
-    }
 
     /* Check the configuration before mounting: a broken file fails the mount, not later. */
     {
@@ -220,6 +228,16 @@ int main(int argc, char *argv[])
     }
     /* Threads start after daemonizing: fork keeps only the calling thread. */
     fuse_daemonize(cl.foreground);
+    /* Our own threads (node, events, notify, config watch) must never take SIGTERM/SIGINT:
+     * libfuse's handler only marks the session exited, which wakes the session loop when the
+     * signal lands on the main thread or a FUSE worker, but not on another thread. So they
+     * start with those signals blocked, and the main thread unblocks them for the loop. */
+    sigset_t quit, old;
+    sigemptyset(&quit);
+    sigaddset(&quit, SIGTERM);
+    sigaddset(&quit, SIGINT);
+    sigaddset(&quit, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &quit, &old);
     if (opts.logfile) {
         int lfd = open(opts.logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
         if (lfd < 0 || dup2(lfd, STDERR_FILENO) < 0)
@@ -238,14 +256,21 @@ int main(int argc, char *argv[])
             if (pipe2(hx_watch_pipe, O_CLOEXEC) == 0)
                 pthread_create(&hx_watch_thread, NULL, hx_watch_main, NULL);
             hx_info("horcruxfs %s serving %s from %s", HX_VERSION, cl.mountpoint, hx_conf_path);
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
             struct fuse_loop_config *lc = fuse_loop_cfg_create();
             fuse_loop_cfg_set_clone_fd(lc, cl.clone_fd);
-            fuse_loop_cfg_set_idle_threads(lc, cl.max_idle_threads);
+            /* libfuse leaves max_idle_threads at UINT_MAX when -o max_idle_threads is not
+             * given, and warns when that is passed on. */
+            if (cl.max_idle_threads != UINT_MAX)
+                fuse_loop_cfg_set_idle_threads(lc, cl.max_idle_threads);
             /* libfuse leaves max_threads at UINT_MAX when -o max_threads is not given. */
             if (cl.max_threads > 0 && cl.max_threads <= 100000)
                 fuse_loop_cfg_set_max_threads(lc, cl.max_threads);
             rc = cl.singlethread ? fuse_session_loop(se) : fuse_session_loop_mt(se, lc);
             fuse_loop_cfg_destroy(lc);
+            /* libfuse 3.14 returns the number of the signal that ended the loop. */
+            if (rc == SIGTERM || rc == SIGINT || rc == SIGHUP)
+                rc = 0;
             hx_info("horcruxfs: unmounting %s", cl.mountpoint);
             if (hx_watch_pipe[1] >= 0) {
                 if (write(hx_watch_pipe[1], "q", 1) == 1)

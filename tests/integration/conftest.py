@@ -111,6 +111,8 @@ class Daemon:
         self.argv = argv
         self.proc = None
         self.rc = None
+        self.stopped_by = None
+        self.exits = []   # (signal, exit code) of earlier runs (restart)
 
     def cmd(self):
         if self.argv is not None:
@@ -152,14 +154,24 @@ class Daemon:
             return self.rc
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
+            self.stopped_by = sig
         try:
             self.rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.rc = None
         return self.rc
 
+    def restart(self, wait_node='n1', timeout=10):
+        """Stops the daemon (SIGTERM) and starts it again on the same mount point."""
+        self.stop()
+        self.force_cleanup()  # so a broken stop does not block the new mount
+        self.exits.append((self.stopped_by, self.rc))
+        return self.start(wait_node=wait_node, timeout=timeout)
+
     def force_cleanup(self):
         if self.proc is not None and self.proc.poll() is None:
+            # a hung daemon: keep its threads' stacks in its log before killing it
+            self.dump_stacks()
             self.proc.kill()
             try:
                 self.proc.wait(10)
@@ -169,6 +181,28 @@ class Daemon:
             subprocess.run(['fusermount3', '-uz', self.mnt], capture_output=True)
         if mounted(self.mnt):
             subprocess.run(['umount', '-l', self.mnt], capture_output=True)
+
+    def dump_stacks(self):
+        pid = self.proc.pid
+        lines = ['=== daemon %d did not exit: thread states' % pid]
+        try:
+            for t in sorted(os.listdir('/proc/%d/task' % pid), key=int):
+                try:
+                    comm = read('/proc/%d/task/%s/comm' % (pid, t)).strip()
+                    wchan = read('/proc/%d/task/%s/wchan' % (pid, t)).strip()
+                    kstack = read('/proc/%d/task/%s/stack' % (pid, t)).split('\n')[:4]
+                except OSError:
+                    continue
+                lines.append('  %s %s wchan=%s %s' % (t, comm, wchan, ' | '.join(kstack)))
+        except OSError:
+            pass
+        gdb = shutil.which('gdb')
+        if gdb:
+            p = subprocess.run([gdb, '-p', str(pid), '-batch', '-ex', 'thread apply all bt'],
+                               capture_output=True, text=True, timeout=60)
+            lines.append(p.stdout[-20000:])
+        with open(self.log, 'a') as f:
+            f.write('\n'.join(lines) + '\n')
 
     def log_text(self):
         try:
@@ -208,6 +242,10 @@ class Daemons:
     def finish(self):
         problems = []
         for d in self.all:
+            for sig, rc in d.exits:
+                if rc != 0:
+                    problems.append('daemon on %s: exit code %r after signal %s (before a restart;'
+                                    ' log %s)' % (d.mnt, rc, sig, d.log))
             if d.proc is None:
                 continue
             if d.proc.poll() is None:
