@@ -40,6 +40,12 @@ typedef struct hx_dirh {
     uint64_t self, parent;
 } hx_dirh;
 
+/* The rendering an open document handle pinned, or NULL (no handle, or not a document). */
+static hx_blob *hx_fuse_pinned(const hx_obj *o, struct fuse_file_info *fi)
+{
+    return fi && hx_kinds[o->kind].type == HX_FT_DOC ? ((hx_fh *)(uintptr_t)fi->fh)->blob : NULL;
+}
+
 /* Documents re-rendered on a timer (metrics) change without an event to invalidate the kernel's
  * copy, so their attributes are never cached: each read then refreshes the size from the open
  * handle's pinned rendering (FUSE_CAP_AUTO_INVAL_DATA), and size and bytes agree. */
@@ -192,8 +198,7 @@ static void hx_fuse_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
     hx_inode_obj(e, &o);
     /* A getattr from an open document (fstat, or the kernel refreshing i_size before a read)
      * reports the pinned rendering, so size and content agree for that reader. */
-    hx_blob *pinned =
-        fi && hx_kinds[o.kind].type == HX_FT_DOC ? ((hx_fh *)(uintptr_t)fi->fh)->blob : NULL;
+    hx_blob *pinned = hx_fuse_pinned(&o, fi);
     struct stat st;
     double timeout;
     int r = hx_fuse_stat(e, pinned, &st, &timeout);
@@ -213,8 +218,7 @@ static void hx_fuse_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
     }
     hx_obj o;
     hx_inode_obj(e, &o);
-    hx_blob *pinned =
-        fi && hx_kinds[o.kind].type == HX_FT_DOC ? ((hx_fh *)(uintptr_t)fi->fh)->blob : NULL;
+    hx_blob *pinned = hx_fuse_pinned(&o, fi);
     struct stat st;
     double timeout;
     int r = hx_fuse_stat(e, pinned, &st, &timeout);

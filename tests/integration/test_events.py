@@ -23,6 +23,18 @@ def ensure_state(bed, node, vm, state):
         bed.virsh(node, 'start', vm)
 
 
+def _virsh_then_state(bed, st, verb, want):
+    """Runs `virsh VERB 101` on n1 and asserts the state file reads `want` within 1 s."""
+    t0 = time.monotonic()
+    bed.virsh('n1', verb, '101')
+    t1 = time.monotonic()
+    v, dt = wait_for(lambda: read(st) == want + '\n', 1.0, POLL)
+    print('\n[events] virsh %s took %.3fs; state read %s %.3fs after it returned'
+          % (verb, t1 - t0, want, dt))
+    assert v, 'state still reads %r 1 s after virsh %s' % (read_or_errno(st), verb)
+    assert dt < 1.0
+
+
 def test_start_destroy_latency(mount, bed):
     st = os.path.join(mount, 'nodes', 'n1', 'vms', '101', 'state')
     try:
@@ -32,14 +44,7 @@ def test_start_destroy_latency(mount, bed):
         assert os.stat(st).st_mtime_ns == m0, 'mtime moved without a change'
         assert cluster(mount)['vms'] == {'total': 6, 'running': 3}
 
-        t0 = time.monotonic()
-        bed.virsh('n1', 'start', '101')
-        t1 = time.monotonic()
-        v, dt = wait_for(lambda: read(st) == 'running\n', 1.0, POLL)
-        print('\n[events] virsh start took %.3fs; state read running %.3fs after it returned'
-              % (t1 - t0, dt))
-        assert v, 'state still reads %r 1 s after virsh start' % read_or_errno(st)
-        assert dt < 1.0
+        _virsh_then_state(bed, st, 'start', 'running')
         m1 = os.stat(st).st_mtime_ns
         assert m1 != m0, 'mtime did not move when the state changed'
         assert os.stat(st).st_mtime_ns == m1
@@ -48,14 +53,7 @@ def test_start_destroy_latency(mount, bed):
         live = json.loads(read(os.path.join(os.path.dirname(st), 'live.json')))
         assert live['state'] == 'running' and live['running'] is not None
 
-        t0 = time.monotonic()
-        bed.virsh('n1', 'destroy', '101')
-        t1 = time.monotonic()
-        v, dt = wait_for(lambda: read(st) == 'shutoff\n', 1.0, POLL)
-        print('[events] virsh destroy took %.3fs; state read shutoff %.3fs after it returned'
-              % (t1 - t0, dt))
-        assert v, 'state still reads %r 1 s after virsh destroy' % read_or_errno(st)
-        assert dt < 1.0
+        _virsh_then_state(bed, st, 'destroy', 'shutoff')
         m2 = os.stat(st).st_mtime_ns
         assert m2 != m1, 'mtime did not move when the state changed back'
         time.sleep(0.05)
