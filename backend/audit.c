@@ -22,7 +22,7 @@ struct hx_audit {
     sqlite3 *db;
     sqlite3_stmt *insert;
     sqlite3_stmt *recent;
-    uint64_t count;
+    uint64_t count; /* counted at open, then one more per append through this handle */
 };
 
 static const char hx_audit_schema[] = "CREATE TABLE IF NOT EXISTS audit ("
@@ -224,11 +224,12 @@ hx_audit *hx_audit_open(const char *path, char **err)
     close(fd);
 
     __attribute__((cleanup(hx_audit_closep))) hx_audit *a = calloc(1, sizeof(*a));
+    if (a)
+        pthread_mutex_init(&a->mu, NULL);
     if (!a || !(a->path = strdup(path))) {
         hx_audit_fail(err, "Out of memory opening the audit database %s.", path);
         return NULL;
     }
-    pthread_mutex_init(&a->mu, NULL);
     int rc = sqlite3_open_v2(
         path, &a->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -260,16 +261,18 @@ hx_audit *hx_audit_open(const char *path, char **err)
 int hx_audit_append(hx_audit *a, unsigned uid, int pid, const char *path, const char *action,
                     int result, const char *message)
 {
-    long long now = hx_now_real_ns();
-    char when[40];
-    hx_stats_iso_time(now, when, sizeof(when));
     char buf[24];
     const char *name = hx_audit_result_name(result, buf, sizeof(buf));
     int e = result < 0 ? -result : result;
 
     __attribute__((cleanup(hx_audit_unlockp))) pthread_mutex_t *lock = hx_audit_lock(a);
     __attribute__((cleanup(hx_audit_resetp))) sqlite3_stmt *st = a->insert;
-    /* SQLITE_STATIC: the strings outlive the statement's use, which ends with the reset. */
+    /* Read the clock under the lock, so that ids and times are in the same order. */
+    long long now = hx_now_real_ns();
+    char when[40];
+    hx_stats_iso_time(now, when, sizeof(when));
+    /* SQLITE_STATIC: the strings outlive the statement's use, which ends with the reset. Each
+     * step runs only while the previous ones returned SQLITE_OK (0). */
     int rc = sqlite3_bind_int64(st, 1, now);
     rc = rc ?: sqlite3_bind_text(st, 2, when, -1, SQLITE_STATIC);
     rc = rc ?: sqlite3_bind_int64(st, 3, uid);
