@@ -1,5 +1,6 @@
 /* Converts libvirt domain XML to Horcrux's config.json (schema: docs/config-json.md). */
 #include "hx_domxml.h"
+#include "domxml_priv.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -10,68 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#include <libxml/parser.h>
-#include <libxml/tree.h>
-#include <libxml/xpath.h>
-#include <libxml/xpathInternals.h>
-
-/* ---- scoped cleanup ---------------------------------------------------------------------- */
-
-static void free_parser(xmlParserCtxt **p)
-{
-    if (*p)
-        xmlFreeParserCtxt(*p);
-}
-
-static void free_doc(xmlDoc **p)
-{
-    if (*p)
-        xmlFreeDoc(*p);
-}
-
-static void free_xpctx(xmlXPathContext **p)
-{
-    if (*p)
-        xmlXPathFreeContext(*p);
-}
-
-static void free_xpobj(xmlXPathObject **p)
-{
-    if (*p)
-        xmlXPathFreeObject(*p);
-}
-
-static void free_json(json_t **p)
-{
-    json_decref(*p);
-}
-
-static void free_str(char **p)
-{
-    free(*p);
-}
-
-static void free_mem(void *p)
-{
-    free(*(void **)p);
-}
-
-#define AUTO_PARSER __attribute__((cleanup(free_parser))) xmlParserCtxt
-#define AUTO_DOC __attribute__((cleanup(free_doc))) xmlDoc
-#define AUTO_XPCTX __attribute__((cleanup(free_xpctx))) xmlXPathContext
-#define AUTO_XPOBJ __attribute__((cleanup(free_xpobj))) xmlXPathObject
-#define AUTO_JSON __attribute__((cleanup(free_json))) json_t
-#define AUTO_STR __attribute__((cleanup(free_str))) char
-#define AUTO_MEM __attribute__((cleanup(free_mem)))
-
-/* Hands over a reference held by an AUTO_JSON variable. */
-static json_t *take(json_t **p)
-{
-    json_t *v = *p;
-    *p = NULL;
-    return v;
-}
 
 /* ---- conversion state and errors --------------------------------------------------------- */
 
@@ -574,6 +513,19 @@ static json_t *convert(struct conv *c, const char *xml, int autostart)
     return config;
 }
 
+xmlDoc *hx_domxml_parse(const char *xml, char **err)
+{
+    struct conv c = {0};
+    xmlDoc *doc = xml ? parse(&c, xml) : NULL;
+    if (!xml)
+        fail(&c, "no document");
+    if (doc)
+        free(c.msg);
+    else
+        *err = c.msg;
+    return doc;
+}
+
 json_t *hx_domxml_to_config(const char *xml, int autostart, hx_domxml_size_fn size_fn, void *opaque,
                             char **err)
 {
@@ -590,23 +542,23 @@ json_t *hx_domxml_to_config(const char *xml, int autostart, hx_domxml_size_fn si
 
 /* ---- dump -------------------------------------------------------------------------------- */
 
-static const char *const top_keys[] = {
+const char *const hx_domxml_top_keys[] = {
     "name",           "uuid",     "description", "type",      "vcpus", "max_vcpus", "memory_mib",
     "max_memory_mib", "machine",  "arch",        "firmware",  "boot",  "autostart", "disks",
     "nics",           "graphics", "tags",        "protected", NULL};
-static const char *const disk_keys[] = {"target", "bus",      "device",     "source", "source_type",
-                                        "format", "readonly", "size_bytes", NULL};
-static const char *const nic_keys[] = {"mac", "type", "network", "bridge", "model", NULL};
-static const char *const graphics_keys[] = {"type", "port", "listen", NULL};
+const char *const hx_domxml_disk_keys[] = {
+    "target", "bus", "device", "source", "source_type", "format", "readonly", "size_bytes", NULL};
+const char *const hx_domxml_nic_keys[] = {"mac", "type", "network", "bridge", "model", NULL};
+const char *const hx_domxml_graphics_keys[] = {"type", "port", "listen", NULL};
 
 static const char *const *item_keys(const char *key)
 {
     if (!strcmp(key, "disks"))
-        return disk_keys;
+        return hx_domxml_disk_keys;
     if (!strcmp(key, "nics"))
-        return nic_keys;
+        return hx_domxml_nic_keys;
     if (!strcmp(key, "graphics"))
-        return graphics_keys;
+        return hx_domxml_graphics_keys;
     return NULL;
 }
 
@@ -629,7 +581,7 @@ static json_t *ordered_array(const json_t *arr, const char *const *keys)
 }
 
 /* A shallow copy of obj with the schema keys first, in schema order, then any others. At the
-   top level (keys == top_keys) the device arrays are reordered too. */
+   top level (keys == hx_domxml_top_keys) the device arrays are reordered too. */
 static json_t *ordered(const json_t *obj, const char *const *keys)
 {
     AUTO_JSON *out = json_object();
@@ -637,7 +589,7 @@ static json_t *ordered(const json_t *obj, const char *const *keys)
         return NULL;
     for (const char *const *k = keys; *k; k++) {
         json_t *v = json_object_get(obj, *k);
-        const char *const *sub = keys == top_keys ? item_keys(*k) : NULL;
+        const char *const *sub = keys == hx_domxml_top_keys ? item_keys(*k) : NULL;
         json_t *copy = !v ? NULL : sub && json_is_array(v) ? ordered_array(v, sub) : json_incref(v);
         if (v && (!copy || json_object_set_new(out, *k, copy)))
             return NULL;
@@ -655,7 +607,7 @@ char *hx_domxml_config_dump(const json_t *config)
 {
     if (!json_is_object(config))
         return NULL;
-    AUTO_JSON *copy = ordered(config, top_keys);
+    AUTO_JSON *copy = ordered(config, hx_domxml_top_keys);
     if (!copy)
         return NULL;
     /* jansson keeps insertion order; JSON_PRESERVE_ORDER documents the intent. */

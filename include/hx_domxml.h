@@ -28,4 +28,51 @@ json_t *hx_domxml_to_config(const char *xml, int autostart, hx_domxml_size_fn si
    original order. Returns NULL when config is not an object or memory runs out. */
 char *hx_domxml_config_dump(const json_t *config);
 
+/* ---- writing config.json (backend/domxml_apply.c; rules in docs/config-json.md) ----------- */
+
+/* What the node has, for reference checks. Each callback returns 1 (exists), 0 (does not), or
+   <0 (cannot tell: an error "cannot check"). Any callback may be NULL: then that reference is
+   not checked. */
+typedef struct hx_domxml_env {
+    int (*network_exists)(const char *name, void *opaque);
+    int (*bridge_exists)(const char *name, void *opaque);
+    int (*pool_exists)(const char *pool, void *opaque);
+    /* Virtual size of pool/vol in bytes, -1 when the volume does not exist, <-1 on error. */
+    int64_t (*volume_size)(const char *pool, const char *vol, void *opaque);
+    void *opaque;
+} hx_domxml_env;
+
+/* Longest VM name hx_domxml_check_name accepts, in bytes. */
+#define HX_DOMXML_NAME_MAX 200
+
+/* Validates `config` (a parsed config.json object) against the current inactive domain XML
+   `xml` and produces the new inactive XML in *out_xml (malloc'd). Everything config.json does
+   not model is kept untouched; when nothing modelled changes, *out_xml is a byte-identical copy
+   of `xml`. *new_volumes receives a JSON array (possibly empty) of volumes to create before
+   defining: objects {"pool", "name", "size_bytes", "format"}. env may be NULL (no reference
+   checks).
+   Returns 0; -EINVAL with *err a malloc'd one-sentence message that starts with the offending
+   field ("disks[1].bus: must be one of ..."); or -EIO for internal failures (unparseable old
+   XML, out of memory) with *err set too. err may be NULL. On failure *out_xml and *new_volumes
+   are NULL. */
+int hx_domxml_apply(const char *xml, const json_t *config, const hx_domxml_env *env, char **out_xml,
+                    json_t **new_volumes, char **err);
+
+/* A minimal inactive domain XML for a new VM (see docs/config-json.md, "New VMs"): domain type
+   `type` (e.g. "kvm"; NULL means "kvm"), 1 vCPU, 512 MiB, arch x86_64, hvm without a machine
+   (libvirt picks its default), boot hd, no disks, NICs or graphics, on_poweroff destroy,
+   on_reboot restart, on_crash destroy. The name must already be valid (hx_domxml_check_name).
+   malloc'd, or NULL with *err malloc'd. */
+char *hx_domxml_new(const char *name, const char *type, char **err);
+
+/* The XML of one device element of a full domain XML, for live attach/detach: which is "disk"
+   (key: target dev, e.g. "vda") or "interface" (key: MAC address, case-insensitive). malloc'd,
+   or NULL when absent or the document cannot be parsed. */
+char *hx_domxml_device(const char *xml, const char *which, const char *key);
+
+/* Checks a VM name: 1..HX_DOMXML_NAME_MAX bytes of valid UTF-8, no '/', no control characters
+   (U+0000..U+001F, U+007F), not starting with '.' (which also excludes "." and ".."). Returns 0,
+   or -EINVAL with *err a malloc'd message (err may be NULL). */
+int hx_domxml_check_name(const char *name, char **err);
+
 #endif /* HX_DOMXML_H */
