@@ -83,7 +83,7 @@ static int hx_node_cmp(const void *a, const void *b)
 }
 
 /* Returns the node with a reference, or NULL. */
-static hx_node *hx_cluster_get(hx_cluster *cl, const char *name)
+hx_node *hx_cluster_get(hx_cluster *cl, const char *name)
 {
     hx_node *found = NULL;
     pthread_mutex_lock(&cl->lock);

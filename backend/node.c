@@ -97,7 +97,11 @@ static void hx_node_set_status(hx_node *n, hx_node_status st, const char *why)
         hx_info("node %s is online (%s)", n->name, n->uri);
     else
         hx_warn("node %s is %s: %s", n->name, hx_node_status_str(st), why ? why : "");
-    hx_node_emit(n, HX_CHANGE_NODE, NULL, NULL, 0, 0);
+    hx_change c = {.kind = HX_CHANGE_NODE,
+                   .node = n->name,
+                   .state = hx_node_status_str(st),
+                   .state_changed = 1};
+    hx_cluster_emit(n->cl, &c);
 }
 
 static void hx_node_enqueue(hx_node *n, hx_req *r)
@@ -185,6 +189,20 @@ static int64_t hx_node_disk_size(const char *source, void *opaque)
 {
     hx_node *n = opaque;
     virStorageVolPtr vol = virStorageVolLookupByPath(n->conn, source);
+    const char *slash = strchr(source, '/');
+    if (!vol && slash && slash != source) {
+        /* A volume disk: "pool/volume". */
+        char pool[256];
+        if ((size_t)(slash - source) < sizeof(pool)) {
+            memcpy(pool, source, (size_t)(slash - source));
+            pool[slash - source] = '\0';
+            virStoragePoolPtr p = virStoragePoolLookupByName(n->conn, pool);
+            if (p) {
+                vol = virStorageVolLookupByName(p, slash + 1);
+                virStoragePoolFree(p);
+            }
+        }
+    }
     if (!vol)
         return -1; /* not in any pool of this node: size unknown, shown as null */
     virStorageVolInfo info;
@@ -284,11 +302,15 @@ static void hx_node_store_dom(hx_node *n, hx_dom *d)
 {
     char name[HX_VM_NAME_MAX], old_name[HX_VM_NAME_MAX] = "";
     hx_strlcpy(name, d->v.name, sizeof(name));
-    int appeared = 0, changed = 1;
+    int appeared = 0, changed = 1, state_changed = 1, config_changed = 1;
+    const char *state = hx_stats_state_name(d->v.state, d->v.reason);
     pthread_mutex_lock(&n->lock);
     ssize_t i = hx_node_find_uuid(n, d->v.uuid);
     if (i >= 0) {
         hx_dom *old = &n->doms[i];
+        state_changed = old->v.state != d->v.state || old->v.reason != d->v.reason;
+        config_changed =
+            !hx_str_eq(old->v.xml_config, d->v.xml_config) || old->v.autostart != d->v.autostart;
         if (hx_dom_same(old, d)) {
             changed = 0;
             hx_dom_clear(d);
@@ -333,8 +355,17 @@ static void hx_node_store_dom(hx_node *n, hx_dom *d)
     pthread_mutex_unlock(&n->lock);
     if (old_name[0])
         hx_node_emit(n, HX_CHANGE_VM, old_name, uuid, 0, 1);
-    if (changed)
-        hx_node_emit(n, HX_CHANGE_VM, name, uuid, appeared || old_name[0], 0);
+    if (changed) {
+        hx_change c = {.kind = HX_CHANGE_VM,
+                       .node = n->name,
+                       .vm_name = name,
+                       .vm_uuid = uuid,
+                       .appeared = appeared || old_name[0],
+                       .state = state,
+                       .state_changed = state_changed,
+                       .config_changed = config_changed && !appeared};
+        hx_cluster_emit(n->cl, &c);
+    }
 }
 
 static void hx_node_forget_uuid(hx_node *n, const char *uuid)
@@ -522,7 +553,9 @@ static int hx_node_connect(hx_node *n)
         hx_node_set_status(n, HX_NODE_OFFLINE, why);
         return -1;
     }
+    pthread_mutex_lock(&n->lock);
     n->conn = c;
+    pthread_mutex_unlock(&n->lock);
     /* Keepalive needs libvirt's event loop (hx_evloop_start); it turns a silent peer into a
      * close callback instead of calls that hang. */
     if (virConnectSetKeepAlive(c, HX_KEEPALIVE_INTERVAL, HX_KEEPALIVE_COUNT) < 0)
@@ -567,9 +600,9 @@ static void hx_node_disconnect(hx_node *n, const char *why)
         virConnectDomainEventDeregisterAny(n->conn, n->cb_ids[i]);
     n->n_cb = 0;
     virConnectUnregisterCloseCallback(n->conn, hx_node_on_close);
+    pthread_mutex_lock(&n->lock);
     virConnectClose(n->conn);
     n->conn = NULL;
-    pthread_mutex_lock(&n->lock);
     for (size_t i = 0; i < n->n_doms; i++)
         hx_dom_clear(&n->doms[i]);
     n->n_doms = 0;
@@ -761,7 +794,8 @@ static void hx_node_serve(hx_node *n)
         hx_req *next = batch->next;
         /* Events come in bursts (define + start + resume): refresh a domain once a batch. */
         int dup = 0;
-        if (batch->type == HX_REQ_REFRESH)
+        /* A caller waiting for its refresh (after an action) gets its own run. */
+        if (batch->type == HX_REQ_REFRESH && !batch->is_call)
             for (hx_req *o = next; o && !dup; o = o->next)
                 dup = o->type == HX_REQ_REFRESH && strcmp(o->uuid, batch->uuid) == 0;
         if (dup)
@@ -863,6 +897,16 @@ hx_node *hx_node_start(hx_cluster *cl, const char *name, const char *uri)
     /* Nobody joins: a thread stuck in a libvirt call must not hold up a reconfiguration. */
     pthread_detach(n->thread);
     return n;
+}
+
+virConnectPtr hx_node_conn(hx_node *n)
+{
+    pthread_mutex_lock(&n->lock);
+    virConnectPtr c = n->status == HX_NODE_ONLINE && !n->stop ? n->conn : NULL;
+    if (c)
+        virConnectRef(c);
+    pthread_mutex_unlock(&n->lock);
+    return c;
 }
 
 void hx_node_stop(hx_node *n)

@@ -63,6 +63,10 @@ typedef struct hx_node {
 hx_node *hx_node_start(hx_cluster *cl, const char *name, const char *uri);
 /* Asks the thread to stop; it drops its own reference when it has. */
 void hx_node_stop(hx_node *n);
+/* A reference to the node's connection while it is online (NULL otherwise), for calls made
+ * from other threads: libvirt connections are thread-safe, and a call on a connection whose
+ * libvirtd died fails once keepalive closes it. Release with virConnectClose. */
+virConnectPtr hx_node_conn(hx_node *n);
 void hx_node_ref(hx_node *n);
 void hx_node_unref(hx_node *n);
 /* Runs a request on the node's thread and waits up to HX_NODE_CALL_TIMEOUT_MS. */
@@ -71,6 +75,8 @@ int hx_node_call(hx_node *n, hx_req_type type, const char *name, const char *uui
 ssize_t hx_node_find_dom(hx_node *n, const char *name, const char *uuid);
 void hx_dom_clear(hx_dom *d);
 
-/* Provided by cluster.c for the node threads. */
+/* Provided by cluster.c. The node with that name, referenced (hx_node_unref), or NULL. */
+hx_node *hx_cluster_get(hx_cluster *cl, const char *name);
+/* For the node threads. */
 uint64_t hx_cluster_stamp(hx_cluster *cl);
 void hx_cluster_emit(hx_cluster *cl, const hx_change *c);

@@ -5,9 +5,11 @@
  * Python, mmap and sendfile all see the same bytes and the true size. Kernel caches are dropped
  * by fs/notify.c when the backend reports a change.
  */
-#include "hx_fuse.h"
+#include "apply.h"
+#include "fuse_priv.h"
 #include "hx_log.h"
-#include "inodes.h"
+
+#include <poll.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,19 +22,28 @@
 #define HX_ENTRY_TIMEOUT 1.0
 #define HX_ATTR_TIMEOUT 1.0
 
-/* An open document: the rendering it pinned. */
-typedef struct hx_fh {
-    hx_inode *e;
-    hx_blob *blob;
-    int cached; /* counted by hx_inode_open_cached */
-} hx_fh;
-
-static void hx_fuse_fh_free(hx_fh *h)
+void hx_fuse_fh_free(hx_fh *h)
 {
     if (h->cached)
         hx_inode_close_cached(h->e);
     hx_blob_unref(h->blob);
+    hx_buf_clear(&h->wbuf);
+    hx_scratch_unref(h->sc);
+    if (h->st)
+        hx_stream_close(h->st);
+    pthread_mutex_destroy(&h->lock);
     free(h);
+}
+
+hx_fh *hx_fuse_fh_new(hx_fh_kind kind, hx_inode *e)
+{
+    hx_fh *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->kind = kind;
+    h->e = e;
+    pthread_mutex_init(&h->lock, NULL);
+    return h;
 }
 
 typedef struct hx_dirh {
@@ -43,7 +54,8 @@ typedef struct hx_dirh {
 /* The rendering an open document handle pinned, or NULL (no handle, or not a document). */
 static hx_blob *hx_fuse_pinned(const hx_obj *o, struct fuse_file_info *fi)
 {
-    return fi && hx_kinds[o->kind].type == HX_FT_DOC ? ((hx_fh *)(uintptr_t)fi->fh)->blob : NULL;
+    return fi && fi->fh && hx_kinds[o->kind].type == HX_FT_DOC ? ((hx_fh *)(uintptr_t)fi->fh)->blob
+                                                               : NULL;
 }
 
 /* Documents re-rendered on a timer (metrics) change without an event to invalidate the kernel's
@@ -55,7 +67,7 @@ static double hx_fuse_attr_timeout(const hx_obj *o)
 }
 
 /* Attributes for a reply; records the size the kernel is told. */
-static int hx_fuse_stat(hx_inode *e, hx_blob *pinned, struct stat *st, double *timeout)
+int hx_fuse_stat(hx_inode *e, hx_blob *pinned, struct stat *st, double *timeout)
 {
     int r = hx_inode_stat(e, pinned, st);
     if (r < 0)
@@ -73,7 +85,7 @@ static int hx_fuse_stat(hx_inode *e, hx_blob *pinned, struct stat *st, double *t
     return 0;
 }
 
-static int hx_fuse_entry(hx_inode *e, struct fuse_entry_param *ep)
+int hx_fuse_entry(hx_inode *e, struct fuse_entry_param *ep)
 {
     memset(ep, 0, sizeof(*ep));
     int r = hx_fuse_stat(e, NULL, &ep->attr, &ep->attr_timeout);
@@ -104,8 +116,16 @@ static hx_inode *hx_fuse_find_walk(const hx_obj *dir, uint64_t ino, int depth)
     return found;
 }
 
-static hx_inode *hx_fuse_inode(fuse_ino_t ino)
+hx_inode *hx_fuse_inode(fuse_ino_t ino)
 {
+    if (ino & HX_SCRATCH_INO_BIT) {
+        /* A scratch file renamed over a document stands for that document. */
+        hx_scratch *s = hx_scratch_find(ino);
+        hx_obj alias;
+        int a = s && hx_scratch_alias(s, &alias);
+        hx_scratch_unref(s);
+        return a ? hx_inodes_intern(&alias) : NULL;
+    }
     hx_inode *e = hx_inodes_find(ino);
     if (e)
         return e;
@@ -153,6 +173,16 @@ static void hx_fuse_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     } else {
         r = hx_tree_lookup(&dir, name, &child);
     }
+    if (r == -ENOENT && (hx_kinds[dir.kind].flags & HX_KF_SCRATCH)) {
+        hx_scratch *sc = hx_scratch_lookup(parent, name);
+        if (sc) {
+            struct fuse_entry_param ep;
+            hx_fuse_scratch_entry(sc, &ep);
+            hx_scratch_unref(sc);
+            fuse_reply_entry(req, &ep);
+            return;
+        }
+    }
     if (r == -ENOENT) {
         /* A negative entry with a timeout: the kernel remembers the miss for a second, and a
          * VM that appears is announced by an invalidation anyway. */
@@ -189,6 +219,22 @@ static void hx_fuse_forget_multi(fuse_req_t req, size_t count, struct fuse_forge
 
 static void hx_fuse_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    hx_scratch *sc = hx_scratch_find(ino);
+    hx_obj alias;
+    if (sc && !hx_scratch_alias(sc, &alias)) {
+        struct stat st;
+        hx_scratch_stat(sc, &st);
+        hx_scratch_unref(sc);
+        fuse_reply_attr(req, &st, 1.0);
+        return;
+    }
+    hx_scratch_unref(sc);
+    if (fi && fi->fh && hx_fuse_fh(fi)->kind == HX_FH_SCRATCH) {
+        struct stat st;
+        hx_scratch_stat(hx_fuse_fh(fi)->sc, &st);
+        fuse_reply_attr(req, &st, 0);
+        return;
+    }
     hx_inode *e = hx_fuse_inode(ino);
     if (!e) {
         fuse_reply_err(req, ESTALE);
@@ -211,6 +257,8 @@ static void hx_fuse_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 static void hx_fuse_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                             struct fuse_file_info *fi)
 {
+    if (hx_fuse_setattr_write(req, ino, attr, to_set, fi))
+        return;
     hx_inode *e = hx_fuse_inode(ino);
     if (!e) {
         fuse_reply_err(req, ESTALE);
@@ -226,8 +274,8 @@ static void hx_fuse_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
         fuse_reply_err(req, -r);
         return;
     }
-    /* Every file here is read-only for now: a change that changes nothing succeeds (tools like
-     * cp -p and rsync ask for it), anything else is refused. */
+    /* Attributes of tree files are the tree's: a change that changes nothing succeeds (tools
+     * like cp -p, rsync and Salt ask for it), anything else is refused. */
     if (((to_set & FUSE_SET_ATTR_MODE) && (attr->st_mode & 07777) != (st.st_mode & 07777)) ||
         ((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != st.st_uid) ||
         ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != st.st_gid) ||
@@ -244,6 +292,13 @@ static void hx_fuse_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
 
 static void hx_fuse_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    hx_scratch *sc = hx_scratch_find(ino);
+    hx_obj alias;
+    if (sc && !hx_scratch_alias(sc, &alias)) {
+        hx_fuse_open_scratch(req, sc, fi);
+        return;
+    }
+    hx_scratch_unref(sc);
     hx_inode *e = hx_fuse_inode(ino);
     if (!e) {
         fuse_reply_err(req, ESTALE);
@@ -256,18 +311,35 @@ static void hx_fuse_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
         return;
     }
     if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-        fuse_reply_err(req, EACCES);
+        hx_fuse_open_write(req, e, &o, fi);
         return;
     }
-    hx_fh *h = calloc(1, sizeof(*h));
+    if (hx_kinds[o.kind].type == HX_FT_STREAM) {
+        hx_events *ev = hx_apply_events();
+        hx_fh *h = ev ? hx_fuse_fh_new(HX_FH_STREAM, e) : NULL;
+        if (h)
+            h->st = hx_stream_open(ev);
+        if (!h || !h->st) {
+            if (h)
+                hx_fuse_fh_free(h);
+            fuse_reply_err(req, ev ? ENOMEM : ENOTSUP);
+            return;
+        }
+        fi->direct_io = 1;
+        fi->nonseekable = 1;
+        fi->fh = (uint64_t)(uintptr_t)h;
+        if (fuse_reply_open(req, fi) != 0)
+            hx_fuse_fh_free(h);
+        return;
+    }
+    hx_fh *h = hx_fuse_fh_new(HX_FH_DOC, e);
     if (!h) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    h->e = e;
     int r = hx_inode_content(e, &h->blob);
     if (r < 0) {
-        free(h);
+        hx_fuse_fh_free(h);
         fuse_reply_err(req, -r);
         return;
     }
@@ -295,7 +367,30 @@ static void hx_fuse_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                          struct fuse_file_info *fi)
 {
     (void)ino;
-    hx_blob *b = ((hx_fh *)(uintptr_t)fi->fh)->blob;
+    hx_fh *h = hx_fuse_fh(fi);
+    if (h->kind == HX_FH_STREAM) {
+        hx_stream_read(h->st, req, size, (fi->flags & O_NONBLOCK) != 0);
+        return;
+    }
+    if (h->kind == HX_FH_SCRATCH) {
+        hx_autofree char *buf = malloc(size ? size : 1);
+        if (!buf) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        fuse_reply_buf(req, buf, hx_scratch_read(h->sc, buf, size, off));
+        return;
+    }
+    if (h->kind == HX_FH_WDOC) {
+        /* What this handle has written so far. */
+        pthread_mutex_lock(&h->lock);
+        size_t len = h->wbuf.len;
+        size_t n = off >= 0 && (size_t)off < len ? len - (size_t)off : 0;
+        fuse_reply_buf(req, n ? h->wbuf.data + off : NULL, n < size ? n : size);
+        pthread_mutex_unlock(&h->lock);
+        return;
+    }
+    hx_blob *b = h->blob;
     if (off < 0) {
         fuse_reply_err(req, EINVAL);
         return;
@@ -313,6 +408,21 @@ static void hx_fuse_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
     (void)ino;
     hx_fuse_fh_free((hx_fh *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
+}
+
+static void hx_fuse_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+                         struct fuse_pollhandle *ph)
+{
+    (void)ino;
+    hx_fh *h = hx_fuse_fh(fi);
+    if (h->kind == HX_FH_STREAM) {
+        hx_stream_poll(h->st, req, ph);
+        return;
+    }
+    /* Everything else is always ready, like a regular file. */
+    if (ph)
+        fuse_pollhandle_destroy(ph);
+    fuse_reply_poll(req, POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM);
 }
 
 static void hx_fuse_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -449,6 +559,15 @@ const struct fuse_lowlevel_ops hx_fuse_ops = {
     .open = hx_fuse_open,
     .read = hx_fuse_read,
     .release = hx_fuse_release,
+    .write = hx_fuse_write,
+    .flush = hx_fuse_flush,
+    .fsync = hx_fuse_fsync,
+    .create = hx_fuse_create,
+    .unlink = hx_fuse_unlink,
+    .rename = hx_fuse_rename,
+    .mkdir = hx_fuse_mkdir,
+    .rmdir = hx_fuse_rmdir,
+    .poll = hx_fuse_poll,
     .opendir = hx_fuse_opendir,
     .readdir = hx_fuse_readdir,
     .readdirplus = hx_fuse_readdirplus,

@@ -236,7 +236,8 @@ int hx_inode_stat(hx_inode *e, hx_blob *pinned, struct stat *st)
         int r = hx_tree_version(&o, &ver, &mtime);
         if (r < 0)
             return r;
-        st->st_nlink = 2;
+        /* Streams have no length: size 0 (file-semantics.md 4). */
+        st->st_nlink = k->type == HX_FT_DIR ? 2 : 1;
     }
     hx_set_time(&st->st_mtim, mtime);
     st->st_ctim = st->st_mtim;

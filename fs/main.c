@@ -5,6 +5,8 @@
  * SOURCE is what mount.fuse3 passes from the first field of /etc/fstab; it is ignored unless it
  * names a file and no config= is given, in which case it is the configuration file.
  */
+#include "apply.h"
+#include "fuse_priv.h"
 #include "hx_conf.h"
 #include "hx_fuse.h"
 #include "hx_log.h"
@@ -27,9 +29,13 @@
 #include <unistd.h>
 
 #define HX_DEFAULT_CONFIG "/etc/horcrux/horcrux.conf"
+#define HX_DEFAULT_AUDIT "/var/lib/horcrux/audit.db"
+/* Lines /events keeps for readers that fall behind. */
+#define HX_EVENTS_RING 4096
 
 struct hx_opts {
     char *config;
+    char *audit;
     char *loglevel;
     char *logfile;
     char *nonopt[3];
@@ -40,6 +46,7 @@ struct hx_opts {
 
 static const struct fuse_opt hx_opt_spec[] = {
     {"config=%s", offsetof(struct hx_opts, config), 0},
+    {"audit=%s", offsetof(struct hx_opts, audit), 0},
     {"loglevel=%s", offsetof(struct hx_opts, loglevel), 0},
     {"logfile=%s", offsetof(struct hx_opts, logfile), 0},
     FUSE_OPT_KEY("-h", 1),
@@ -81,6 +88,7 @@ static void hx_usage(void)
            "    -o loglevel=LEVEL     error, warn, info (default) or debug\n"
            "    -o logfile=FILE       append the log to FILE (default: stderr, which is\n"
            "                          /dev/null once the daemon runs in the background)\n"
+           "    -o audit=FILE         audit database (SQLite, default " HX_DEFAULT_AUDIT ")\n"
            "\n"
            "FUSE options:\n");
     fuse_cmdline_help();
@@ -218,6 +226,22 @@ int main(int argc, char *argv[])
         }
         hx_conf_clear(&c);
     }
+    /* Changes are audited or not made: without its database the daemon does not mount. It is
+     * opened here to fail early, and again after daemonizing (an SQLite connection must not
+     * cross a fork: its POSIX locks stay with the parent). */
+    const char *audit_path = opts.audit ? opts.audit : HX_DEFAULT_AUDIT;
+    {
+        hx_autofree char *audit_err = NULL;
+        hx_audit *a = hx_audit_open(audit_path, &audit_err);
+        if (!a) {
+            fprintf(stderr, "horcruxfs: %s\n", audit_err ? audit_err : "cannot open the audit log");
+            return 1;
+        }
+        hx_audit_close(a);
+    }
+    hx_events *events = hx_events_new(HX_EVENTS_RING);
+    if (!events)
+        return 1;
 
     struct fuse_session *se = fuse_session_new(&args, &hx_fuse_ops, sizeof(hx_fuse_ops), NULL);
     if (!se)
@@ -248,10 +272,16 @@ int main(int argc, char *argv[])
     pthread_setname_np(pthread_self(), "main");
     xmlInitParser();
     int rc = 1;
-    if (hx_evloop_start() == 0) {
+    hx_autofree char *audit_err = NULL;
+    hx_audit *audit = hx_audit_open(audit_path, &audit_err);
+    if (!audit)
+        hx_err("%s", audit_err ? audit_err : "cannot open the audit log");
+    hx_apply_init(events, audit);
+    hx_apply_set_changed(hx_notify_object);
+    if (audit && hx_evloop_start() == 0) {
         hx_main_cl = hx_cluster_new(hx_notify_change, NULL);
         hx_tree_init(hx_main_cl);
-        if (hx_notify_start(se) == 0) {
+        if (hx_notify_start(se) == 0 && hx_stream_start(events) == 0) {
             hx_load_and_apply();
             if (pipe2(hx_watch_pipe, O_CLOEXEC) == 0)
                 pthread_create(&hx_watch_thread, NULL, hx_watch_main, NULL);
@@ -277,9 +307,12 @@ int main(int argc, char *argv[])
                     pthread_join(hx_watch_thread, NULL);
             }
             hx_notify_stop();
+            hx_stream_stop();
         }
         hx_cluster_free(hx_main_cl);
     }
+    hx_apply_init(NULL, NULL);
+    hx_events_set_wake(events, NULL, NULL);
     fuse_remove_signal_handlers(se);
     fuse_session_unmount(se);
     fuse_session_destroy(se);
@@ -288,6 +321,10 @@ int main(int argc, char *argv[])
     for (int i = 0; i < opts.n_nonopt; i++)
         free(opts.nonopt[i]);
     free(opts.config);
+    free(opts.audit);
+    if (audit)
+        hx_audit_close(audit);
+    hx_events_free(events);
     free(opts.loglevel);
     free(opts.logfile);
     return rc == 0 ? 0 : 1;

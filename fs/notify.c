@@ -5,10 +5,10 @@
  * fuse_lowlevel_notify_inval_entry in fuse_lowlevel.h). So backend threads only queue here, and
  * this thread, which serves no request, sends them.
  */
-#include "hx_fuse.h"
+#include "apply.h"
+#include "fuse_priv.h"
 #include "hx_log.h"
 #include "hx_tree.h"
-#include "inodes.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -67,6 +67,16 @@ static void hx_notify_obj(const hx_obj *o)
         hx_notify_push(ino, 0, NULL);
 }
 
+void hx_notify_object(const hx_obj *o)
+{
+    hx_notify_obj(o);
+}
+
+void hx_notify_entry(uint64_t parent, const char *name)
+{
+    hx_notify_push(0, parent, name);
+}
+
 static void hx_notify_kind_path(const char *pattern, const hx_obj *base)
 {
     hx_obj o = *base;
@@ -83,6 +93,7 @@ static void hx_notify_entry_cb(hx_inode *e, void *opaque)
 void hx_notify_change(const hx_change *c, void *opaque)
 {
     (void)opaque;
+    hx_apply_post_change(c);
     hx_obj base = {0};
     if (c->node)
         hx_strlcpy(base.node, c->node, sizeof(base.node));

@@ -1,5 +1,6 @@
 /* How each document of the tree renders, from the backend's views. */
 #include "render.h"
+#include "apply.h"
 #include "hx_stats.h"
 
 #include <errno.h>
@@ -211,4 +212,24 @@ int hx_render_vm_metrics(const hx_obj *o, hx_buf *out)
     if (r < 0)
         return r;
     return hx_render_json(doc, out);
+}
+
+int hx_render_last_error(const hx_obj *o, hx_buf *out)
+{
+    hx_obj d;
+    hx_tree_parent(o, &d);
+    hx_autofree char *line = hx_lasterr_get(&d);
+    return !line || hx_buf_puts(out, line) < 0 ? -ENOMEM : 0;
+}
+
+/* The newest records; the whole history stays in the database. */
+#define HX_AUDIT_SHOWN 1000
+
+int hx_render_audit(const hx_obj *o, hx_buf *out)
+{
+    (void)o;
+    hx_audit *a = hx_apply_audit();
+    if (!a)
+        return 0;
+    return hx_audit_render(a, HX_AUDIT_SHOWN, out);
 }

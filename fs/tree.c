@@ -1,5 +1,7 @@
 /* The table of node kinds, and path resolution over it. */
 #include "hx_tree.h"
+#include "apply.h"
+#include "hx_vmops.h"
 #include "render.h"
 
 #include <errno.h>
@@ -9,41 +11,103 @@
 
 #define DIR_MODE (S_IFDIR | 0555)
 #define DOC_MODE (S_IFREG | 0444)
+#define WDIR_MODE (S_IFDIR | 0755) /* root may create or remove entries */
+#define WDOC_MODE (S_IFREG | 0644) /* root may write */
+#define STREAM_MODE (S_IFREG | 0444)
+
+static int hx_tree_vm_state_ctl(const hx_obj *o, const char *cmd, size_t len, char **msg)
+{
+    return hx_vm_action(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, cmd, len, msg);
+}
+
+static int hx_tree_vm_config_commit(const hx_obj *o, const char *doc, size_t len, char **msg)
+{
+    return hx_vm_apply_config(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, doc, len, msg);
+}
+
+static int hx_tree_vm_mkdir(const hx_obj *dir, const char *name, char **msg)
+{
+    return hx_vm_create(hx_tree_cluster(), dir->node, name, msg);
+}
+
+static int hx_tree_vm_rmdir(const hx_obj *o, char **msg)
+{
+    return hx_vm_delete(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, msg);
+}
+
+/* last_error follows its own counter, once the object it belongs to is known to exist. */
+static int hx_tree_lasterr_version(const hx_obj *o, uint64_t *version, long long *changed_ns)
+{
+    hx_obj d;
+    hx_tree_parent(o, &d);
+    int r = hx_tree_version(&d, version, changed_ns);
+    if (r == 0)
+        *version = hx_lasterr_version();
+    return r;
+}
+
+static int hx_tree_audit_version(const hx_obj *o, uint64_t *version, long long *changed_ns)
+{
+    (void)o;
+    *version = hx_apply_audit() ? hx_audit_count(hx_apply_audit()) : 0;
+    *changed_ns = hx_now_real_ns();
+    return 0;
+}
+
+/* One entry: the positional fields, then any of .ctl, .commit, .mkdir, .rmdir, .version, .flags. */
+#define K(pat, ty, mo, sc, ttl, rend, dc, ...)                                                     \
+    {                                                                                              \
+        .pattern = pat, .type = ty, .mode = mo, .scope = sc, .ttl_ms = ttl, .render = rend,        \
+        .doc = dc, __VA_ARGS__                                                                     \
+    }
 
 /* The whole tree. Order is listing order inside each directory. The doc strings are a summary;
  * docs/tree.md has the full entry for every pattern (a unit test checks it is there). */
 const hx_kind hx_kinds[] = {
-    {"/", HX_FT_DIR, DIR_MODE, HX_SCOPE_STATIC, 0, NULL, "the root of the tree"},
-    {"/README", HX_FT_DOC, DOC_MODE, HX_SCOPE_STATIC, 0, hx_render_readme,
-     "what this tree is and where to read more"},
-    {"/version", HX_FT_DOC, DOC_MODE, HX_SCOPE_STATIC, 0, hx_render_version,
-     "daemon and tree format versions (JSON)"},
-    {"/cluster", HX_FT_DIR, DIR_MODE, HX_SCOPE_STATIC, 0, NULL, "cluster-wide files"},
-    {"/cluster/status", HX_FT_DOC, DOC_MODE, HX_SCOPE_CLUSTER, 0, hx_render_cluster_status,
-     "node and VM counts and health (JSON)"},
-    {"/nodes", HX_FT_DIR, DIR_MODE, HX_SCOPE_CLUSTER, 0, NULL, "one directory per node"},
-    {"/nodes/{node}", HX_FT_DIR, DIR_MODE, HX_SCOPE_NODE, 0, NULL, "a node of the cluster"},
-    {"/nodes/{node}/uri", HX_FT_DOC, DOC_MODE, HX_SCOPE_NODE, 0, hx_render_node_uri,
-     "the node's libvirt URI"},
-    {"/nodes/{node}/status", HX_FT_DOC, DOC_MODE, HX_SCOPE_NODE, 0, hx_render_node_status,
-     "online, offline or connecting"},
-    {"/nodes/{node}/info.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_NODE, 0, hx_render_node_info,
-     "host facts and connection state (JSON)"},
-    {"/nodes/{node}/metrics.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_ONLINE, 1000,
-     hx_render_node_metrics, "host CPU and memory counters (JSON)"},
-    {"/nodes/{node}/vms", HX_FT_DIR, DIR_MODE, HX_SCOPE_ONLINE, 0, NULL,
-     "one directory per VM on the node"},
-    {"/nodes/{node}/vms/{vm}", HX_FT_DIR, DIR_MODE, HX_SCOPE_VM, 0, NULL, "a VM"},
-    {"/nodes/{node}/vms/{vm}/state", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0, hx_render_vm_state,
-     "the VM's state word"},
-    {"/nodes/{node}/vms/{vm}/config.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0, hx_render_vm_config,
-     "the VM's persistent configuration (JSON)"},
-    {"/nodes/{node}/vms/{vm}/live.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0, hx_render_vm_live,
-     "what the running VM has now (JSON)"},
-    {"/nodes/{node}/vms/{vm}/domain.xml", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0, hx_render_vm_domxml,
-     "libvirt's domain XML"},
-    {"/nodes/{node}/vms/{vm}/metrics.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 1000,
-     hx_render_vm_metrics, "live counters from libvirt's bulk stats (JSON)"},
+    K("/", HX_FT_DIR, DIR_MODE, HX_SCOPE_STATIC, 0, NULL, "the root of the tree"),
+    K("/README", HX_FT_DOC, DOC_MODE, HX_SCOPE_STATIC, 0, hx_render_readme,
+      "what this tree is and where to read more"),
+    K("/version", HX_FT_DOC, DOC_MODE, HX_SCOPE_STATIC, 0, hx_render_version,
+      "daemon and tree format versions (JSON)"),
+    K("/cluster", HX_FT_DIR, DIR_MODE, HX_SCOPE_STATIC, 0, NULL, "cluster-wide files"),
+    K("/events", HX_FT_STREAM, STREAM_MODE, HX_SCOPE_STATIC, 0, NULL,
+      "every change in the cluster as it happens, one JSON object per line (stream)"),
+    K("/cluster/status", HX_FT_DOC, DOC_MODE, HX_SCOPE_CLUSTER, 0, hx_render_cluster_status,
+      "node and VM counts and health (JSON)"),
+    K("/cluster/audit", HX_FT_DOC, DOC_MODE, HX_SCOPE_STATIC, 0, hx_render_audit,
+      "the newest changes made through the tree, one JSON object per line",
+      .version = hx_tree_audit_version),
+    K("/nodes", HX_FT_DIR, DIR_MODE, HX_SCOPE_CLUSTER, 0, NULL, "one directory per node"),
+    K("/nodes/{node}", HX_FT_DIR, DIR_MODE, HX_SCOPE_NODE, 0, NULL, "a node of the cluster"),
+    K("/nodes/{node}/uri", HX_FT_DOC, DOC_MODE, HX_SCOPE_NODE, 0, hx_render_node_uri,
+      "the node's libvirt URI"),
+    K("/nodes/{node}/status", HX_FT_DOC, DOC_MODE, HX_SCOPE_NODE, 0, hx_render_node_status,
+      "online, offline or connecting"),
+    K("/nodes/{node}/info.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_NODE, 0, hx_render_node_info,
+      "host facts and connection state (JSON)"),
+    K("/nodes/{node}/metrics.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_ONLINE, 1000,
+      hx_render_node_metrics, "host CPU and memory counters (JSON)"),
+    K("/nodes/{node}/last_error", HX_FT_DOC, DOC_MODE, HX_SCOPE_NODE, 0, hx_render_last_error,
+      "the last change through this directory that failed, and why",
+      .version = hx_tree_lasterr_version),
+    K("/nodes/{node}/vms", HX_FT_DIR, WDIR_MODE, HX_SCOPE_ONLINE, 0, NULL,
+      "one directory per VM on the node; mkdir creates a VM", .mkdir = hx_tree_vm_mkdir),
+    K("/nodes/{node}/vms/{vm}", HX_FT_DIR, WDIR_MODE, HX_SCOPE_VM, 0, NULL,
+      "a VM; rmdir deletes it", .rmdir = hx_tree_vm_rmdir, .flags = HX_KF_SCRATCH),
+    K("/nodes/{node}/vms/{vm}/state", HX_FT_DOC, WDOC_MODE, HX_SCOPE_VM, 0, hx_render_vm_state,
+      "the VM's state word; write an action", .ctl = hx_tree_vm_state_ctl),
+    K("/nodes/{node}/vms/{vm}/config.json", HX_FT_DOC, WDOC_MODE, HX_SCOPE_VM, 0,
+      hx_render_vm_config, "the VM's persistent configuration (JSON); write a new one to apply it",
+      .commit = hx_tree_vm_config_commit),
+    K("/nodes/{node}/vms/{vm}/live.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0, hx_render_vm_live,
+      "what the running VM has now (JSON)"),
+    K("/nodes/{node}/vms/{vm}/domain.xml", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0, hx_render_vm_domxml,
+      "libvirt's domain XML"),
+    K("/nodes/{node}/vms/{vm}/metrics.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 1000,
+      hx_render_vm_metrics, "live counters from libvirt's bulk stats (JSON)"),
+    K("/nodes/{node}/vms/{vm}/last_error", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0,
+      hx_render_last_error, "the last change to this VM that failed, and why",
+      .version = hx_tree_lasterr_version),
 };
 const size_t hx_n_kinds = sizeof(hx_kinds) / sizeof(hx_kinds[0]);
 
@@ -117,11 +181,21 @@ void hx_tree_parent(const hx_obj *o, hx_obj *out)
         out->node[0] = '\0';
 }
 
+int hx_tree_child_kind(int dir_kind, const char *segment)
+{
+    for (size_t k = 0; k < hx_n_kinds; k++)
+        if (hx_parent_of[k] == dir_kind && strcmp(hx_tree_segment((int)k), segment) == 0)
+            return (int)k;
+    return -1;
+}
+
 int hx_tree_version(const hx_obj *o, uint64_t *version, long long *changed_ns)
 {
     const hx_kind *k = &hx_kinds[o->kind];
     hx_node_status st;
     int r;
+    if (k->version)
+        return k->version(o, version, changed_ns);
     switch (k->scope) {
     case HX_SCOPE_STATIC:
         *version = 0;

@@ -32,6 +32,9 @@ typedef struct hx_change {
     const char *vm_uuid; /* VM */
     int appeared;        /* the object is new */
     int vanished;        /* the object is gone */
+    const char *state;   /* VM: its state word; NODE: its status word */
+    int state_changed;   /* VM: the state moved; NODE: always */
+    int config_changed;  /* VM: the persistent configuration (or autostart) changed */
 } hx_change;
 typedef void (*hx_change_fn)(const hx_change *c, void *opaque);
 

@@ -36,6 +36,24 @@ typedef struct hx_obj {
 } hx_obj;
 
 typedef int (*hx_render_fn)(const hx_obj *o, hx_buf *out);
+/* Writes (fs/apply.c wraps each with rights, audit, events and last_error). Each returns 0 or
+ * -errno with *msg a malloc'd sentence naming the object. */
+typedef int (*hx_ctl_fn)(const hx_obj *o, const char *cmd, size_t len, char **msg);
+typedef int (*hx_commit_fn)(const hx_obj *o, const char *doc, size_t len, char **msg);
+typedef int (*hx_mkdir_fn)(const hx_obj *dir, const char *name, char **msg);
+typedef int (*hx_rmdir_fn)(const hx_obj *o, char **msg);
+typedef int (*hx_version_fn)(const hx_obj *o, uint64_t *version, long long *changed_ns);
+
+/* Kind flags. */
+enum {
+    HX_KF_SCRATCH = 1, /* a directory where new names are scratch files (file-semantics.md 2) */
+};
+
+/* Who asks, from the FUSE request. */
+typedef struct hx_caller {
+    unsigned uid, gid;
+    int pid;
+} hx_caller;
 
 typedef struct hx_kind {
     const char *pattern;
@@ -48,6 +66,12 @@ typedef struct hx_kind {
     hx_render_fn render;
     /* Documentation, checked against docs/tree.md by the unit tests. */
     const char *doc;
+    hx_ctl_fn ctl;         /* control file: each write(2) is one command */
+    hx_commit_fn commit;   /* writable document: a whole new content, committed at once */
+    hx_mkdir_fn mkdir;     /* directory: mkdir of a new child */
+    hx_rmdir_fn rmdir;     /* directory: rmdir of this object */
+    hx_version_fn version; /* own version instead of the scope's */
+    unsigned flags;
 } hx_kind;
 
 extern const hx_kind hx_kinds[];
@@ -62,6 +86,8 @@ hx_cluster *hx_tree_cluster(void);
 int hx_tree_parent_kind(int kind);
 /* Index of the kind with exactly this pattern (the root when none has it). */
 int hx_tree_kind(const char *pattern);
+/* The child kind of dir_kind with that fixed last segment, or -1. */
+int hx_tree_child_kind(int dir_kind, const char *segment);
 /* Last segment of a kind's pattern ("state", "{vm}"). */
 const char *hx_tree_segment(int kind);
 /* Resolves name inside directory dir. -ENOENT, -ENOTDIR, -EHOSTDOWN. */

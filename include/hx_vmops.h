@@ -1,0 +1,34 @@
+/* Actions on VMs: lifecycle words, config.json commits, create and delete.
+ *
+ * Each call runs on the caller's thread with a reference to the node's libvirt connection, holds
+ * the VM's operation lock for its whole duration (a second operation on the same VM fails at once
+ * with EBUSY), and before it returns refreshes the node's cache, so a read right after sees the
+ * result. Every failure returns -errno and a malloc'd sentence in *msg naming the VM.
+ */
+#pragma once
+
+#include "hx_cluster.h"
+
+#include <stddef.h>
+
+/* Lifecycle: start, shutdown, stop, reboot, reset, pause, resume (a trailing newline and
+ * surrounding blanks are ignored). -EINVAL unknown word; -EBUSY the VM is locked or its state
+ * forbids the action; -ENOENT, -EHOSTDOWN, -EIO. */
+int hx_vm_action(hx_cluster *cl, const char *node, const char *vm, const char *uuid,
+                 const char *word, size_t len, char **msg);
+
+/* Applies a whole config.json document (docs/config-json.md, "Writing config.json"). Nothing
+ * changes unless everything validates; changes that a running VM can take are applied live. */
+int hx_vm_apply_config(hx_cluster *cl, const char *node, const char *vm, const char *uuid,
+                       const char *doc, size_t len, char **msg);
+
+/* Defines a new shut-off VM with the documented defaults. -EINVAL bad name; -EEXIST the name is
+ * taken on any node; -EHOSTDOWN, -EIO. */
+int hx_vm_create(hx_cluster *cl, const char *node, const char *name, char **msg);
+
+/* Deletes a shut-off VM and the volumes Horcrux created for it. -EBUSY running or locked;
+ * -EPERM protected. */
+int hx_vm_delete(hx_cluster *cl, const char *node, const char *vm, const char *uuid, char **msg);
+
+/* The words hx_vm_action knows, for documentation and messages. */
+extern const char *const hx_vm_action_words[];
