@@ -29,7 +29,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOLS = os.path.join(ROOT, 'tools')
 DAEMON = os.path.abspath(os.environ.get('HX_DAEMON') or os.path.join(ROOT, 'build', 'horcruxfs'))
-PREFIX = 'hxit'
+# Several suites may run side by side (a developer's and a helper's): each with its own prefix.
+PREFIX = os.environ.get('HX_TESTBED_PREFIX', 'hxit')
 NODES = ['n1', 'n2', 'n3']
 VMS = {'n1': {'100': 'running', '101': 'shutoff'},
        'n2': {'200': 'running', '201': 'shutoff'},
@@ -118,6 +119,9 @@ class Daemon:
         if self.argv is not None:
             return [DAEMON] + list(self.argv)
         o = ['config=' + self.conf] + self.opts
+        if not any(x.startswith('audit=') for x in self.opts):
+            # each test's own audit database, next to its daemon log
+            o.append('audit=' + os.path.join(os.path.dirname(self.log), 'audit.db'))
         return [DAEMON, '-f', '-o', ','.join(o), self.mnt]
 
     def start(self, wait_node='n1', timeout=10):
