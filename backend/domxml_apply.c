@@ -260,6 +260,34 @@ static bool is_blank(const xmlNode *n)
     return n && n->type == XML_TEXT_NODE && xmlIsBlankNode((xmlNode *)n);
 }
 
+/* Indents the children of a new element like the document around it: `ws` is the white space
+   before the element ("\n" and its indentation), NULL when the surroundings are not indented. */
+static int indent(struct ap *a, xmlNode *node, const xmlChar *ws)
+{
+    if (!ws || !node->children || node->children->type != XML_ELEMENT_NODE)
+        return 0;
+    AUTO_STR *inner = NULL;
+    if (asprintf(&inner, "%s  ", (const char *)ws) < 0) {
+        inner = NULL;
+        return oom(a);
+    }
+    for (xmlNode *c = node->children; c; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE)
+            continue;
+        xmlNode *t = xmlNewDocText(a->doc, BAD_CAST inner);
+        if (!t || !xmlAddPrevSibling(c, t) || indent(a, c, BAD_CAST inner)) {
+            xmlFreeNode(t);
+            return oom(a);
+        }
+    }
+    xmlNode *t = xmlNewDocText(a->doc, ws);
+    if (!t || !xmlAddChild(node, t)) {
+        xmlFreeNode(t);
+        return oom(a);
+    }
+    return 0;
+}
+
 /* Puts node after ref (ref NULL: after the last element child of parent), copying ref's leading
    white space so that the output stays indented. node may be linked elsewhere: it is moved. */
 static int place(struct ap *a, xmlNode *parent, xmlNode *ref, xmlNode *node)
@@ -275,6 +303,8 @@ static int place(struct ap *a, xmlNode *parent, xmlNode *ref, xmlNode *node)
         xmlUnlinkNode(node);
     }
     a->changed = true;
+    if (!node->parent && indent(a, node, ref && is_blank(ref->prev) ? ref->prev->content : NULL))
+        return a->rc;
     if (!ref) {
         if (!xmlAddChild(parent, node)) {
             xmlFreeNode(node);
@@ -1389,12 +1419,16 @@ static int apply_metadata(struct ap *a, const json_t *config)
         }
         if (json_array_size(tags)) {
             xmlNode *t = xmlNewDocNode(a->doc, vm->ns, BAD_CAST "tags", NULL);
-            if (!t || place(a, vm, NULL, t))
-                return t ? a->rc : oom(a);
+            if (!t)
+                return oom(a);
             for (size_t i = 0; i < json_array_size(tags); i++)
                 if (!xmlNewTextChild(t, vm->ns, BAD_CAST "tag",
-                                     BAD_CAST json_string_value(json_array_get(tags, i))))
+                                     BAD_CAST json_string_value(json_array_get(tags, i)))) {
+                    xmlFreeNode(t);
                     return oom(a);
+                }
+            if (place(a, vm, NULL, t))
+                return a->rc;
         }
     }
     if (c_prot) {
