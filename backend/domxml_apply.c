@@ -490,6 +490,11 @@ static int apply_vcpus(struct ap *a, const json_t *config)
     if (!chg_max && !chg_cur)
         return 0;
     json_int_t m = json_integer_value(max), v = json_integer_value(cur);
+    /* Raising vcpus alone raises the maximum with it (`jq '.vcpus = 4'` just works). */
+    if (!chg_max && v > m && v <= MAX_VCPUS) {
+        m = v;
+        chg_max = true;
+    }
     if (chg_max && (m < 1 || m > MAX_VCPUS))
         return bad(a, "max_vcpus", "must be an integer between 1 and %d", MAX_VCPUS);
     if (v < 1 || v > m)
@@ -525,6 +530,12 @@ static int apply_memory(struct ap *a, const json_t *config)
     if (!chg_max && !chg_cur)
         return 0;
     json_int_t m = json_integer_value(max), v = json_integer_value(cur);
+    /* Raising memory_mib alone raises the maximum with it (`jq '.memory_mib = 1024'`). */
+    if (!chg_max && json_is_integer(cur) && (!json_is_integer(max) || v > m) && v <= MAX_MEM_MIB) {
+        m = v;
+        max = cur;
+        chg_max = true;
+    }
     if (chg_max && (!json_is_integer(max) || m < MIN_MEM_MIB || m > MAX_MEM_MIB))
         return bad(a, "max_memory_mib", "must be an integer between %d and %d", MIN_MEM_MIB,
                    MAX_MEM_MIB);

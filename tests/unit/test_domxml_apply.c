@@ -311,6 +311,12 @@ static void test_change_scalars(void **state)
     AUTO_JSON *e = change("apply-base.xml", "{\"memory_mib\":2048}");
     assert_int_equal(cint(e, "memory_mib"), 2048);
     assert_int_equal(cint(e, "max_memory_mib"), 2048);
+    /* Raising the current amount alone raises the maximum with it. */
+    AUTO_JSON *raised = change("apply-base.xml", "{\"memory_mib\":4096, \"vcpus\":6}");
+    assert_int_equal(cint(raised, "memory_mib"), 4096);
+    assert_int_equal(cint(raised, "max_memory_mib"), 4096);
+    assert_int_equal(cint(raised, "vcpus"), 6);
+    assert_int_equal(cint(raised, "max_vcpus"), 6);
     AUTO_JSON *f = change("apply-base.xml", "{\"max_memory_mib\":8192, \"memory_mib\":4096}");
     assert_int_equal(cint(f, "memory_mib"), 4096);
     assert_int_equal(cint(f, "max_memory_mib"), 8192);
@@ -483,14 +489,15 @@ static const struct bad_case bad_cases[] = {
     {"apply-base.xml", "{\"description\":\"a\\u0001b\"}", "description"},
     {"apply-base.xml", "{\"vcpus\":\"2\"}", "vcpus"},
     {"apply-base.xml", "{\"vcpus\":0}", "vcpus"},
-    {"apply-base.xml", "{\"vcpus\":5}", "vcpus"},
+    {"apply-base.xml", "{\"vcpus\":300}", "vcpus"},
     {"apply-base.xml", "{\"vcpus\":2.5}", "vcpus"},
     {"apply-base.xml", "{\"max_vcpus\":1000}", "max_vcpus"},
     {"apply-base.xml", "{\"max_vcpus\":null}", "max_vcpus"},
     {"apply-base.xml", "{\"max_vcpus\":1}", "vcpus"},
     {"apply-base.xml", "{\"memory_mib\":8}", "memory_mib"},
     {"apply-base.xml", "{\"memory_mib\":true}", "memory_mib"},
-    {"apply-base.xml", "{\"memory_mib\":4096}", "memory_mib"},
+    {"apply-base.xml", "{\"memory_mib\":4096, \"max_memory_mib\":3072}", "memory_mib"},
+    {"apply-base.xml", "{\"vcpus\":4, \"max_vcpus\":3}", "vcpus"},
     {"apply-base.xml", "{\"max_memory_mib\":99999999999}", "max_memory_mib"},
     {"apply-base.xml", "{\"max_memory_mib\":512}", "memory_mib"},
     {"apply-base.xml", "{\"machine\":\"pc q35\"}", "machine"},
