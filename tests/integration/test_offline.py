@@ -54,7 +54,8 @@ def test_libvirtd_killed_and_back(mount, bed):
         assert dt < 1.0
 
         # the node's own files stay readable and say why
-        assert sorted(os.listdir(n2)) == ['info.json', 'metrics.json', 'status', 'uri', 'vms']
+        assert sorted(os.listdir(n2)) == ['info.json', 'last_error', 'metrics.json', 'status',
+                                          'uri', 'vms']
         assert read(os.path.join(n2, 'uri')) == bed.uri('n2') + '\n'
         info = json.loads(read(os.path.join(n2, 'info.json')))
         assert info['status'] == 'offline'

@@ -22,16 +22,16 @@ def mib(el):
 
 
 def test_ls_nodes_and_vms(mount):
-    assert sh('ls', mount).decode().split() == ['README', 'cluster', 'nodes', 'version']
+    assert sh('ls', mount).decode().split() == ['README', 'cluster', 'events', 'nodes', 'version']
     assert sh('ls', os.path.join(mount, 'nodes')).decode().split() == NODES
-    assert sh('ls', os.path.join(mount, 'cluster')).decode().split() == ['status']
+    assert sh('ls', os.path.join(mount, 'cluster')).decode().split() == ['audit', 'status']
     for n in NODES:
         assert sh('ls', os.path.join(mount, 'nodes', n)).decode().split() == \
-            ['info.json', 'metrics.json', 'status', 'uri', 'vms']
+            ['info.json', 'last_error', 'metrics.json', 'status', 'uri', 'vms']
         assert sh('ls', os.path.join(mount, 'nodes', n, 'vms')).decode().split() == sorted(VMS[n])
         for vm in VMS[n]:
             assert sh('ls', os.path.join(mount, 'nodes', n, 'vms', vm)).decode().split() == \
-                ['config.json', 'domain.xml', 'live.json', 'metrics.json', 'state']
+                ['config.json', 'domain.xml', 'last_error', 'live.json', 'metrics.json', 'state']
 
 
 def test_state(mount):
@@ -133,14 +133,22 @@ def test_version_and_readme(mount):
 def test_modes_and_read_only(mount):
     import errno
     import stat
-    f = os.path.join(mount, 'nodes', 'n1', 'vms', '100', 'state')
-    assert stat.S_IMODE(os.stat(f).st_mode) == 0o444
-    assert stat.S_IMODE(os.stat(os.path.dirname(f)).st_mode) == 0o555
-    try:
-        os.open(f, os.O_WRONLY)
-        raise AssertionError('write open succeeded')
-    except OSError as e:
-        assert e.errno == errno.EACCES
+    vm = os.path.join(mount, 'nodes', 'n1', 'vms', '100')
+    # writable by root: state (actions), config.json (documents), the VM and vms directories
+    assert stat.S_IMODE(os.stat(os.path.join(vm, 'state')).st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(os.path.join(vm, 'config.json')).st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(vm).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(os.path.dirname(vm)).st_mode) == 0o755
+    # the rest is read-only, even for root
+    for rel in ('domain.xml', 'live.json', 'metrics.json', 'last_error'):
+        f = os.path.join(vm, rel)
+        assert stat.S_IMODE(os.stat(f).st_mode) == 0o444, rel
+        try:
+            os.open(f, os.O_WRONLY)
+            raise AssertionError('write open of %s succeeded' % rel)
+        except OSError as e:
+            assert e.errno == errno.EACCES, rel
+    assert stat.S_IMODE(os.stat(os.path.join(mount, 'nodes', 'n1')).st_mode) == 0o555
     try:
         os.stat(os.path.join(mount, 'nodes', 'n1', 'vms', 'nosuchvm'))
         raise AssertionError('stat of a missing VM succeeded')
