@@ -899,6 +899,31 @@ hx_node *hx_node_start(hx_cluster *cl, const char *name, const char *uri)
     return n;
 }
 
+void hx_node_note_state(hx_node *n, const char *uuid, int state, int reason)
+{
+    char name[HX_VM_NAME_MAX] = "";
+    pthread_mutex_lock(&n->lock);
+    ssize_t i = hx_node_find_uuid(n, uuid);
+    if (i >= 0 && (n->doms[i].v.state != state || n->doms[i].v.reason != reason)) {
+        hx_dom *d = &n->doms[i];
+        d->v.state = state;
+        d->v.reason = reason;
+        d->v.version = hx_cluster_stamp(n->cl);
+        d->v.changed_ns = hx_now_real_ns();
+        hx_strlcpy(name, d->v.name, sizeof(name));
+    }
+    pthread_mutex_unlock(&n->lock);
+    if (!name[0])
+        return;
+    hx_change c = {.kind = HX_CHANGE_VM,
+                   .node = n->name,
+                   .vm_name = name,
+                   .vm_uuid = uuid,
+                   .state = hx_stats_state_name(state, reason),
+                   .state_changed = 1};
+    hx_cluster_emit(n->cl, &c);
+}
+
 virConnectPtr hx_node_conn(hx_node *n)
 {
     pthread_mutex_lock(&n->lock);

@@ -67,6 +67,9 @@ void hx_node_stop(hx_node *n);
  * from other threads: libvirt connections are thread-safe, and a call on a connection whose
  * libvirtd died fails once keepalive closes it. Release with virConnectClose. */
 virConnectPtr hx_node_conn(hx_node *n);
+/* Records a VM's new state after an action of ours whose only effect is the state (pause,
+ * resume), ahead of libvirt's event, which then refreshes the rest as usual. */
+void hx_node_note_state(hx_node *n, const char *uuid, int state, int reason);
 void hx_node_ref(hx_node *n);
 void hx_node_unref(hx_node *n);
 /* Runs a request on the node's thread and waits up to HX_NODE_CALL_TIMEOUT_MS. */
