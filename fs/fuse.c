@@ -410,6 +410,24 @@ static void hx_fuse_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
     fuse_reply_err(req, 0);
 }
 
+static void hx_fuse_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    hx_inode *e = hx_fuse_inode(ino);
+    if (!e) {
+        fuse_reply_err(req, ESTALE);
+        return;
+    }
+    hx_obj o;
+    hx_inode_obj(e, &o);
+    const hx_kind *k = &hx_kinds[o.kind];
+    char target[1024];
+    int r = k->type == HX_FT_LINK && k->link ? k->link(&o, target, sizeof(target)) : -EINVAL;
+    if (r < 0)
+        fuse_reply_err(req, -r);
+    else
+        fuse_reply_readlink(req, target);
+}
+
 static void hx_fuse_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
                          struct fuse_pollhandle *ph)
 {
@@ -568,6 +586,7 @@ const struct fuse_lowlevel_ops hx_fuse_ops = {
     .mkdir = hx_fuse_mkdir,
     .rmdir = hx_fuse_rmdir,
     .poll = hx_fuse_poll,
+    .readlink = hx_fuse_readlink,
     .opendir = hx_fuse_opendir,
     .readdir = hx_fuse_readdir,
     .readdirplus = hx_fuse_readdirplus,

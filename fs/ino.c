@@ -24,6 +24,12 @@ static void hx_tree_expand(const hx_obj *o, int by_uuid, char *buf, size_t size)
         } else if (strncmp(p, "{vm}", 4) == 0) {
             sub = by_uuid ? o->vm_uuid : o->vm;
             skip = 4;
+        } else if (strncmp(p, "{pool}", 6) == 0 || strncmp(p, "{job}", 5) == 0) {
+            sub = o->sub;
+            skip = p[1] == 'p' ? 6 : 5;
+        } else if (strncmp(p, "{vol}", 5) == 0 || strncmp(p, "{snap}", 6) == 0) {
+            sub = o->item;
+            skip = p[1] == 'v' ? 5 : 6;
         }
         if (sub) {
             size_t l = strlen(sub);

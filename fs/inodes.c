@@ -238,6 +238,13 @@ int hx_inode_stat(hx_inode *e, hx_blob *pinned, struct stat *st)
             return r;
         /* Streams have no length: size 0 (file-semantics.md 4). */
         st->st_nlink = k->type == HX_FT_DIR ? 2 : 1;
+        if (k->type == HX_FT_LINK) {
+            char target[1024];
+            r = k->link ? k->link(&o, target, sizeof(target)) : -EIO;
+            if (r < 0)
+                return r;
+            st->st_size = (off_t)strlen(target);
+        }
     }
     hx_set_time(&st->st_mtim, mtime);
     st->st_ctim = st->st_mtim;

@@ -35,6 +35,39 @@ static int hx_tree_vm_rmdir(const hx_obj *o, char **msg)
     return hx_vm_delete(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, msg);
 }
 
+static int hx_tree_node_list(const hx_obj *dir, char ***names)
+{
+    (void)dir;
+    *names = hx_cluster_node_names(hx_tree_cluster(), NULL);
+    return *names ? 0 : -ENOMEM;
+}
+
+static int hx_tree_node_capture(hx_obj *o, const char *name)
+{
+    uint64_t v;
+    if (strlen(name) >= sizeof(o->node) ||
+        hx_cluster_node_version(hx_tree_cluster(), name, &v, NULL, NULL) < 0)
+        return -ENOENT;
+    hx_strlcpy(o->node, name, sizeof(o->node));
+    return 0;
+}
+
+static int hx_tree_vm_list(const hx_obj *dir, char ***names)
+{
+    return hx_cluster_vm_names(hx_tree_cluster(), dir->node, names, NULL);
+}
+
+static int hx_tree_vm_capture(hx_obj *o, const char *name)
+{
+    if (strlen(name) >= sizeof(o->vm))
+        return -ENOENT;
+    int r = hx_cluster_vm_lookup(hx_tree_cluster(), o->node, name, o->vm_uuid);
+    if (r < 0)
+        return r;
+    hx_strlcpy(o->vm, name, sizeof(o->vm));
+    return 0;
+}
+
 /* last_error follows its own counter, once the object it belongs to is known to exist. */
 static int hx_tree_lasterr_version(const hx_obj *o, uint64_t *version, long long *changed_ns)
 {
@@ -78,7 +111,8 @@ const hx_kind hx_kinds[] = {
       "the newest changes made through the tree, one JSON object per line",
       .version = hx_tree_audit_version),
     K("/nodes", HX_FT_DIR, DIR_MODE, HX_SCOPE_CLUSTER, 0, NULL, "one directory per node"),
-    K("/nodes/{node}", HX_FT_DIR, DIR_MODE, HX_SCOPE_NODE, 0, NULL, "a node of the cluster"),
+    K("/nodes/{node}", HX_FT_DIR, DIR_MODE, HX_SCOPE_NODE, 0, NULL, "a node of the cluster",
+      .list = hx_tree_node_list, .capture = hx_tree_node_capture),
     K("/nodes/{node}/uri", HX_FT_DOC, DOC_MODE, HX_SCOPE_NODE, 0, hx_render_node_uri,
       "the node's libvirt URI"),
     K("/nodes/{node}/status", HX_FT_DOC, DOC_MODE, HX_SCOPE_NODE, 0, hx_render_node_status,
@@ -93,7 +127,8 @@ const hx_kind hx_kinds[] = {
     K("/nodes/{node}/vms", HX_FT_DIR, WDIR_MODE, HX_SCOPE_ONLINE, 0, NULL,
       "one directory per VM on the node; mkdir creates a VM", .mkdir = hx_tree_vm_mkdir),
     K("/nodes/{node}/vms/{vm}", HX_FT_DIR, WDIR_MODE, HX_SCOPE_VM, 0, NULL,
-      "a VM; rmdir deletes it", .rmdir = hx_tree_vm_rmdir, .flags = HX_KF_SCRATCH),
+      "a VM; rmdir deletes it", .rmdir = hx_tree_vm_rmdir, .flags = HX_KF_SCRATCH,
+      .list = hx_tree_vm_list, .capture = hx_tree_vm_capture),
     K("/nodes/{node}/vms/{vm}/state", HX_FT_DOC, WDOC_MODE, HX_SCOPE_VM, 0, hx_render_vm_state,
       "the VM's state word; write an action", .ctl = hx_tree_vm_state_ctl),
     K("/nodes/{node}/vms/{vm}/config.json", HX_FT_DOC, WDOC_MODE, HX_SCOPE_VM, 0,
@@ -179,6 +214,10 @@ void hx_tree_parent(const hx_obj *o, hx_obj *out)
     }
     if (!strstr(pat, "{node}"))
         out->node[0] = '\0';
+    if (!strstr(pat, "{pool}") && !strstr(pat, "{job}"))
+        out->sub[0] = '\0';
+    if (!strstr(pat, "{vol}") && !strstr(pat, "{snap}"))
+        out->item[0] = '\0';
 }
 
 int hx_tree_child_kind(int dir_kind, const char *segment)
@@ -229,25 +268,9 @@ int hx_tree_render(const hx_obj *o, hx_buf *out)
 /* Fills the wildcard that kind k captures from name; 0, -ENOENT or -EHOSTDOWN. */
 static int hx_tree_capture(int k, const char *name, hx_obj *out)
 {
-    const char *seg = hx_tree_segment(k);
-    if (strcmp(seg, "{node}") == 0) {
-        uint64_t v;
-        if (strlen(name) >= sizeof(out->node) ||
-            hx_cluster_node_version(hx_tree_cl, name, &v, NULL, NULL) < 0)
-            return -ENOENT;
-        hx_strlcpy(out->node, name, sizeof(out->node));
-        return 0;
-    }
-    if (strcmp(seg, "{vm}") == 0) {
-        if (strlen(name) >= sizeof(out->vm))
-            return -ENOENT;
-        int r = hx_cluster_vm_lookup(hx_tree_cl, out->node, name, out->vm_uuid);
-        if (r < 0)
-            return r;
-        hx_strlcpy(out->vm, name, sizeof(out->vm));
-        return 0;
-    }
-    return strcmp(seg, name) == 0 ? 0 : -ENOENT;
+    if (hx_kinds[k].capture)
+        return hx_kinds[k].capture(out, name);
+    return strcmp(hx_tree_segment(k), name) == 0 ? 0 : -ENOENT;
 }
 
 int hx_tree_lookup(const hx_obj *dir, const char *name, hx_obj *out)
@@ -324,10 +347,8 @@ int hx_tree_list_dir(const hx_obj *dir, hx_tree_list *out)
         hx_obj o = *dir;
         o.kind = (int)k;
         char **names = NULL;
-        if (strcmp(seg, "{node}") == 0) {
-            names = hx_cluster_node_names(hx_tree_cl, NULL);
-        } else if (strcmp(seg, "{vm}") == 0) {
-            r = hx_cluster_vm_names(hx_tree_cl, dir->node, &names, NULL);
+        if (hx_kinds[k].list) {
+            r = hx_kinds[k].list(dir, &names);
         } else {
             r = hx_tree_list_add(out, &cap, &o, seg);
             continue;

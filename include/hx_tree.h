@@ -18,6 +18,7 @@ typedef enum {
     HX_FT_DOC,    /* document: rendered whole, true size, page cache (file-semantics.md 1) */
     HX_FT_CTL,    /* control file (file-semantics.md 3) */
     HX_FT_STREAM, /* stream (file-semantics.md 4) */
+    HX_FT_LINK,   /* symbolic link */
 } hx_ftype;
 
 typedef enum {
@@ -28,11 +29,15 @@ typedef enum {
     HX_SCOPE_VM,      /* one VM; only while its node is online */
 } hx_scope;
 
+#define HX_SUB_MAX 256
+
 typedef struct hx_obj {
     int kind;
     char node[HX_NODE_NAME_MAX];
     char vm[HX_VM_NAME_MAX];
     char vm_uuid[HX_UUID_LEN];
+    char sub[HX_SUB_MAX];  /* {pool} or {job} */
+    char item[HX_SUB_MAX]; /* {vol} or {snap} */
 } hx_obj;
 
 typedef int (*hx_render_fn)(const hx_obj *o, hx_buf *out);
@@ -43,6 +48,13 @@ typedef int (*hx_commit_fn)(const hx_obj *o, const char *doc, size_t len, char *
 typedef int (*hx_mkdir_fn)(const hx_obj *dir, const char *name, char **msg);
 typedef int (*hx_rmdir_fn)(const hx_obj *o, char **msg);
 typedef int (*hx_version_fn)(const hx_obj *o, uint64_t *version, long long *changed_ns);
+/* A wildcard segment ("{pool}"): the names it has inside dir (NULL-terminated, free with
+ * hx_strv_free), and whether name exists (filling o's identity field for the segment).
+ * Both return 0, -ENOENT or -EHOSTDOWN. */
+typedef int (*hx_list_fn)(const hx_obj *dir, char ***names);
+typedef int (*hx_capture_fn)(hx_obj *o, const char *name);
+/* A symbolic link's target (relative), into buf. */
+typedef int (*hx_link_fn)(const hx_obj *o, char *buf, size_t size);
 
 /* Kind flags. */
 enum {
@@ -71,6 +83,9 @@ typedef struct hx_kind {
     hx_mkdir_fn mkdir;     /* directory: mkdir of a new child */
     hx_rmdir_fn rmdir;     /* directory: rmdir of this object */
     hx_version_fn version; /* own version instead of the scope's */
+    hx_list_fn list;       /* wildcard segments: the names */
+    hx_capture_fn capture; /* wildcard segments: one name */
+    hx_link_fn link;       /* HX_FT_LINK */
     unsigned flags;
 } hx_kind;
 
