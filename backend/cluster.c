@@ -399,3 +399,17 @@ void hx_cluster_counts_get(hx_cluster *cl, hx_cluster_counts *c)
     }
     pthread_mutex_unlock(&cl->lock);
 }
+
+int hx_cluster_node_exec(hx_cluster *cl, const char *node, hx_node_fn fn, json_t *in, json_t **out)
+{
+    hx_node *n;
+    int r = hx_cluster_online(cl, node, &n);
+    if (r < 0)
+        return r;
+    /* hx_node_exec takes the node's lock itself. */
+    hx_node_ref(n);
+    hx_cluster_release(n);
+    r = hx_node_exec(n, fn, in, out);
+    hx_node_unref(n);
+    return r;
+}

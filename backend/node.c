@@ -747,6 +747,7 @@ static void hx_req_finish(hx_node *n, hx_req *r, int rc)
     pthread_mutex_unlock(&n->lock);
     if (last) {
         json_decref(r->out);
+        json_decref(r->in);
         pthread_cond_destroy(&r->done_cond);
         free(r);
     }
@@ -768,6 +769,9 @@ static void hx_node_run(hx_node *n, hx_req *r)
         break;
     case HX_REQ_NODE_STATS:
         hx_req_finish(n, r, n->conn ? hx_node_node_stats(n, r) : -EHOSTDOWN);
+        break;
+    case HX_REQ_EXEC:
+        hx_req_finish(n, r, n->conn ? r->fn(n->conn, r->in, &r->out) : -EHOSTDOWN);
         break;
     }
 }
@@ -943,18 +947,37 @@ void hx_node_stop(hx_node *n)
     pthread_mutex_unlock(&n->lock);
 }
 
+static int hx_node_call_req(hx_node *n, hx_req *r, json_t **out);
+
+int hx_node_exec(hx_node *n, hx_node_fn fn, json_t *in, json_t **out)
+{
+    hx_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    r->type = HX_REQ_EXEC;
+    r->fn = fn;
+    r->in = json_incref(in);
+    return hx_node_call_req(n, r, out);
+}
+
 int hx_node_call(hx_node *n, hx_req_type type, const char *name, const char *uuid, json_t **out)
 {
     hx_req *r = calloc(1, sizeof(*r));
     if (!r)
         return -ENOMEM;
     r->type = type;
-    r->is_call = 1;
-    r->refs = 2;
     if (name)
         hx_strlcpy(r->name, name, sizeof(r->name));
     if (uuid)
         hx_strlcpy(r->uuid, uuid, sizeof(r->uuid));
+    return hx_node_call_req(n, r, out);
+}
+
+/* Queues r (type and arguments set) as a call and waits for it. */
+static int hx_node_call_req(hx_node *n, hx_req *r, json_t **out)
+{
+    r->is_call = 1;
+    r->refs = 2;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -972,6 +995,7 @@ int hx_node_call(hx_node *n, hx_req_type type, const char *name, const char *uui
     if (n->status != HX_NODE_ONLINE || n->stop) {
         pthread_mutex_unlock(&n->lock);
         pthread_cond_destroy(&r->done_cond);
+        json_decref(r->in);
         free(r);
         return -EHOSTDOWN;
     }
@@ -990,6 +1014,7 @@ int hx_node_call(hx_node *n, hx_req_type type, const char *name, const char *uui
         hx_warn("node %s: no answer within %d ms", n->name, HX_NODE_CALL_TIMEOUT_MS);
     if (last) {
         json_decref(r->out);
+        json_decref(r->in);
         pthread_cond_destroy(&r->done_cond);
         free(r);
     }

@@ -14,7 +14,13 @@ typedef struct hx_dom {
     long long prev_wall_ns;
 } hx_dom;
 
-typedef enum { HX_REQ_REFRESH, HX_REQ_REFRESH_ALL, HX_REQ_VM_STATS, HX_REQ_NODE_STATS } hx_req_type;
+typedef enum {
+    HX_REQ_REFRESH,
+    HX_REQ_REFRESH_ALL,
+    HX_REQ_VM_STATS,
+    HX_REQ_NODE_STATS,
+    HX_REQ_EXEC
+} hx_req_type;
 
 typedef struct hx_req {
     struct hx_req *next;
@@ -28,6 +34,9 @@ typedef struct hx_req {
     int rc;
     json_t *out;
     pthread_cond_t done_cond;
+    /* HX_REQ_EXEC */
+    hx_node_fn fn;
+    json_t *in;
 } hx_req;
 
 typedef struct hx_node {
@@ -73,6 +82,7 @@ void hx_node_note_state(hx_node *n, const char *uuid, int state, int reason);
 void hx_node_ref(hx_node *n);
 void hx_node_unref(hx_node *n);
 /* Runs a request on the node's thread and waits up to HX_NODE_CALL_TIMEOUT_MS. */
+int hx_node_exec(hx_node *n, hx_node_fn fn, json_t *in, json_t **out);
 int hx_node_call(hx_node *n, hx_req_type type, const char *name, const char *uuid, json_t **out);
 /* Index of the VM with that name (and uuid when not NULL) in n->doms, or -1. Lock held. */
 ssize_t hx_node_find_dom(hx_node *n, const char *name, const char *uuid);

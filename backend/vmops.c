@@ -129,7 +129,7 @@ static pthread_mutex_t hx_locks_mu = PTHREAD_MUTEX_INITIALIZER;
 static char (*hx_locks)[HX_UUID_LEN];
 static size_t hx_n_locks, hx_cap_locks;
 
-static int hx_vm_trylock(const char *uuid)
+int hx_vm_trylock(const char *uuid)
 {
     pthread_mutex_lock(&hx_locks_mu);
     for (size_t i = 0; i < hx_n_locks; i++)
@@ -152,7 +152,7 @@ static int hx_vm_trylock(const char *uuid)
     return 0;
 }
 
-static void hx_vm_unlock(const char *uuid)
+void hx_vm_unlock(const char *uuid)
 {
     pthread_mutex_lock(&hx_locks_mu);
     for (size_t i = 0; i < hx_n_locks; i++)

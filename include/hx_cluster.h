@@ -100,6 +100,15 @@ void hx_vm_view_clear(hx_vm_view *v);
 int hx_cluster_vm_stats(hx_cluster *cl, const char *node, const char *name, const char *uuid,
                         json_t **out);
 int hx_cluster_node_stats(hx_cluster *cl, const char *node, json_t **out);
+/* Runs fn on a node's own thread with its libvirt connection, for reads that need libvirt
+ * now (listings without events: volumes, snapshots). in is borrowed (a reference is taken),
+ * *out is what fn produced (new reference). Waits at most HX_NODE_CALL_TIMEOUT_MS: a slow node
+ * answers -ETIMEDOUT and the call still finishes on its own later. -ENOENT (no such node),
+ * -EHOSTDOWN, -ETIMEDOUT, or fn's own -errno. fn must not block long. */
+typedef struct _virConnect *hx_virconn;
+typedef int (*hx_node_fn)(hx_virconn conn, const json_t *in, json_t **out);
+int hx_cluster_node_exec(hx_cluster *cl, const char *node, hx_node_fn fn, json_t *in, json_t **out);
+
 /* Counts for cluster/status. */
 typedef struct hx_cluster_counts {
     unsigned nodes, online, offline, connecting, vms, running;

@@ -30,5 +30,10 @@ int hx_vm_create(hx_cluster *cl, const char *node, const char *name, char **msg)
  * -EPERM protected. */
 int hx_vm_delete(hx_cluster *cl, const char *node, const char *vm, const char *uuid, char **msg);
 
+/* The VM operation lock, by UUID, for other modules' changes to a VM (snapshots, clones):
+ * 0, or -EBUSY at once when another operation holds it. */
+int hx_vm_trylock(const char *uuid);
+void hx_vm_unlock(const char *uuid);
+
 /* The words hx_vm_action knows, for documentation and messages. */
 extern const char *const hx_vm_action_words[];
