@@ -112,8 +112,14 @@ static const char *hx_op_name(hx_op op)
         return "commit";
     case HX_OP_MKDIR:
         return "mkdir";
-    default:
+    case HX_OP_RMDIR:
         return "rmdir";
+    case HX_OP_CREATE:
+        return "create";
+    case HX_OP_UNLINK:
+        return "unlink";
+    default:
+        return "rename";
     }
 }
 
@@ -124,7 +130,7 @@ static void hx_apply_errdir(hx_op op, const hx_obj *o, hx_obj *d)
         *d = *o; /* the VM still exists when its rmdir failed */
         return;
     }
-    /* A file's directory; for mkdir in nodes/<n>/vms, the node's directory. */
+    /* A file's directory; for mkdir or create in nodes/<n>/vms, the node's directory. */
     hx_tree_parent(o, d);
 }
 

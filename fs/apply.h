@@ -6,14 +6,24 @@
 #include "hx_events.h"
 #include "hx_tree.h"
 
-typedef enum { HX_OP_CTL, HX_OP_COMMIT, HX_OP_MKDIR, HX_OP_RMDIR } hx_op;
+typedef enum {
+    HX_OP_CTL,
+    HX_OP_COMMIT,
+    HX_OP_MKDIR,
+    HX_OP_RMDIR,
+    /* Changes no kind takes: refused (EPERM), but audited like any attempt. */
+    HX_OP_CREATE,
+    HX_OP_UNLINK,
+    HX_OP_RENAME,
+} hx_op;
 
 /* The services the tree writes to; set once at start (either may be NULL in unit tests). */
 void hx_apply_init(hx_events *ev, hx_audit *audit);
 hx_events *hx_apply_events(void);
 hx_audit *hx_apply_audit(void);
 
-/* Runs op on o (for MKDIR, o is the directory and name the new child; otherwise name is NULL).
+/* Runs op on o (for MKDIR and CREATE, o is the directory and name the new child; otherwise name
+ * is NULL).
  * Returns 0 or -errno; a failure leaves its sentence in last_error and an event. */
 int hx_apply(hx_op op, const hx_obj *o, const char *name, const char *data, size_t len,
              const hx_caller *who);

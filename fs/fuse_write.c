@@ -60,9 +60,10 @@ void hx_fuse_open_write(fuse_req_t req, hx_inode *e, const hx_obj *o, struct fus
             fuse_reply_err(req, ENOMEM);
             return;
         }
-    } else if (h->kind == HX_FH_WDOC) {
-        h->dirty = 1; /* O_TRUNC: an empty document until written */
     }
+    /* O_TRUNC: an empty buffer, but nothing to commit until something is written. Shells open,
+     * dup2 and close the first descriptor before the command writes (bash `cat f > doc`): that
+     * close must not commit an empty document. */
     /* Writes and reads go to this handle, never through the page cache. */
     fi->direct_io = 1;
     if (h->kind == HX_FH_CTL)
@@ -269,8 +270,12 @@ void hx_fuse_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t 
     int r = hx_fuse_dir(parent, &dir);
     if (r == 0 && hx_tree_lookup(&dir, name, &child) == 0)
         r = -EEXIST;
-    if (r == 0 && !(hx_kinds[dir.kind].flags & HX_KF_SCRATCH))
-        r = -EPERM; /* only directories of writable documents hold scratch files */
+    if (r == 0 && !(hx_kinds[dir.kind].flags & HX_KF_SCRATCH)) {
+        /* Only directories of writable documents hold scratch files: a refused change, audited. */
+        hx_caller who = hx_fuse_caller(req);
+        r = hx_apply(HX_OP_CREATE, &dir, name, NULL, 0, &who);
+        r = r == 0 ? -EPERM : r;
+    }
     hx_scratch *s = NULL;
     const struct fuse_ctx *c = fuse_req_ctx(req);
     if (r == 0)
@@ -304,7 +309,13 @@ void hx_fuse_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     hx_obj dir, child;
     int r = hx_fuse_dir(parent, &dir);
     if (r == 0)
-        r = hx_tree_lookup(&dir, name, &child) == 0 ? -EPERM : -ENOENT;
+        r = hx_tree_lookup(&dir, name, &child);
+    if (r == 0) {
+        /* Live files stay: a refused change, audited. */
+        hx_caller who = hx_fuse_caller(req);
+        r = hx_apply(HX_OP_UNLINK, &child, NULL, NULL, 0, &who);
+        r = r == 0 ? -EPERM : r;
+    }
     fuse_reply_err(req, -r);
 }
 
@@ -321,8 +332,13 @@ void hx_fuse_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_in
         r = hx_fuse_dir(newparent, &ndir);
     hx_scratch *s = r == 0 ? hx_scratch_lookup(parent, name) : NULL;
     if (r == 0 && !s) {
-        /* Live files keep their names (vim then writes in place). */
-        r = hx_tree_lookup(&dir, name, &child) == 0 ? -EPERM : -ENOENT;
+        /* Live files keep their names (vim then writes in place): a refused change, audited. */
+        r = hx_tree_lookup(&dir, name, &child);
+        if (r == 0) {
+            hx_caller who = hx_fuse_caller(req);
+            r = hx_apply(HX_OP_RENAME, &child, NULL, NULL, 0, &who);
+            r = r == 0 ? -EPERM : r;
+        }
     }
     if (r < 0) {
         hx_scratch_unref(s);
