@@ -78,9 +78,10 @@ def state(mnt, node, vm):
 def vol_names(bed, node, pool='default'):
     out = bed.virsh(node, 'vol-list', pool)
     names = []
-    for line in out.splitlines()[2:]:
-        if line.strip():
-            names.append(line.split()[0])
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) == 2 and f[1].startswith('/'):
+            names.append(f[0])
     return names
 
 
