@@ -298,7 +298,7 @@ static void hx_node_remove_at(hx_node *n, size_t i)
 }
 
 /* Stores d (taking its strings) in the cache; emits a change when something differs. */
-static void hx_node_store_dom(hx_node *n, hx_dom *d)
+static void hx_node_store_dom(hx_node *n, hx_dom *d, uint64_t read_stamp)
 {
     char name[HX_VM_NAME_MAX], old_name[HX_VM_NAME_MAX] = "";
     hx_strlcpy(name, d->v.name, sizeof(name));
@@ -308,6 +308,14 @@ static void hx_node_store_dom(hx_node *n, hx_dom *d)
     ssize_t i = hx_node_find_uuid(n, d->v.uuid);
     if (i >= 0) {
         hx_dom *old = &n->doms[i];
+        d->noted_stamp = old->noted_stamp;
+        if (old->noted_stamp > read_stamp) {
+            /* Our own action noted a newer state after this refresh read libvirt; libvirt's
+             * event for that action refreshes again. */
+            d->v.state = old->v.state;
+            d->v.reason = old->v.reason;
+            state = hx_stats_state_name(d->v.state, d->v.reason);
+        }
         state_changed = old->v.state != d->v.state || old->v.reason != d->v.reason;
         config_changed =
             !hx_str_eq(old->v.xml_config, d->v.xml_config) || old->v.autostart != d->v.autostart;
@@ -386,6 +394,7 @@ static void hx_node_forget_uuid(hx_node *n, const char *uuid)
 
 static void hx_node_refresh(hx_node *n, const char *uuid)
 {
+    uint64_t read_stamp = hx_cluster_version(n->cl);
     hx_autodom virDomainPtr dom = virDomainLookupByUUIDString(n->conn, uuid);
     if (!dom) {
         if (virGetLastErrorCode() == VIR_ERR_NO_DOMAIN)
@@ -397,7 +406,7 @@ static void hx_node_refresh(hx_node *n, const char *uuid)
     }
     hx_dom d;
     if (hx_node_load_dom(n, dom, &d) == 0)
-        hx_node_store_dom(n, &d);
+        hx_node_store_dom(n, &d, read_stamp);
 }
 
 static void hx_node_refresh_all(hx_node *n)
@@ -408,12 +417,13 @@ static void hx_node_refresh_all(hx_node *n)
         hx_err("node %s: cannot list domains: %s", n->name, virGetLastErrorMessage());
         return;
     }
+    uint64_t read_stamp = hx_cluster_version(n->cl);
     char(*seen)[HX_UUID_LEN] = calloc((size_t)nd + 1, HX_UUID_LEN);
     for (int i = 0; i < nd; i++) {
         hx_dom d;
         virDomainGetUUIDString(doms[i], seen[i]);
         if (hx_node_load_dom(n, doms[i], &d) == 0)
-            hx_node_store_dom(n, &d);
+            hx_node_store_dom(n, &d, read_stamp);
         virDomainFree(doms[i]);
     }
     free(doms);
@@ -913,6 +923,7 @@ void hx_node_note_state(hx_node *n, const char *uuid, int state, int reason)
         d->v.state = state;
         d->v.reason = reason;
         d->v.version = hx_cluster_stamp(n->cl);
+        d->noted_stamp = d->v.version;
         d->v.changed_ns = hx_now_real_ns();
         hx_strlcpy(name, d->v.name, sizeof(name));
     }

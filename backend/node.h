@@ -12,6 +12,9 @@ typedef struct hx_dom {
     /* Previous CPU sample, for cpu_percent in metrics.json. */
     unsigned long long prev_cpu_ns;
     long long prev_wall_ns;
+    /* Stamp of the last state noted by hx_node_note_state: a refresh that read libvirt before
+     * it must not put the older state back. */
+    uint64_t noted_stamp;
 } hx_dom;
 
 typedef enum {
