@@ -47,6 +47,7 @@ static void hx_node_free(hx_node *n)
     for (size_t i = 0; i < n->n_doms; i++)
         hx_dom_clear(&n->doms[i]);
     free(n->doms);
+    hx_pools_clear(&n->pools);
     free(n->uri);
     free(n->last_error);
     json_decref(n->info);
@@ -115,14 +116,14 @@ static void hx_node_enqueue(hx_node *n, hx_req *r)
     pthread_cond_signal(&n->cond);
 }
 
-static void hx_node_enqueue_refresh(hx_node *n, const char *uuid)
+void hx_node_enqueue_work(hx_node *n, hx_req_type type, const char *uuid)
 {
     hx_req *r = calloc(1, sizeof(*r));
     if (!r) {
-        hx_err("node %s: out of memory queueing a refresh of domain %s", n->name, uuid);
+        hx_err("node %s: out of memory queueing a refresh of %s", n->name, uuid);
         return;
     }
-    r->type = HX_REQ_REFRESH;
+    r->type = type;
     hx_strlcpy(r->uuid, uuid, sizeof(r->uuid));
     pthread_mutex_lock(&n->lock);
     hx_node_enqueue(n, r);
@@ -135,7 +136,7 @@ static void hx_node_dom_changed(hx_node *n, virDomainPtr dom)
 {
     char uuid[VIR_UUID_STRING_BUFLEN];
     if (virDomainGetUUIDString(dom, uuid) == 0)
-        hx_node_enqueue_refresh(n, uuid);
+        hx_node_enqueue_work(n, HX_REQ_REFRESH, uuid);
 }
 
 static int hx_node_on_lifecycle(virConnectPtr c, virDomainPtr dom, int event, int detail,
@@ -551,6 +552,7 @@ static void hx_node_subscribe(hx_node *n)
         else
             n->cb_ids[n->n_cb++] = id;
     }
+    hx_pools_subscribe(n);
 }
 
 static int hx_node_connect(hx_node *n)
@@ -578,6 +580,7 @@ static int hx_node_connect(hx_node *n)
     hx_node_subscribe(n);
     json_t *info = hx_node_gather_info(n);
     hx_node_refresh_all(n);
+    hx_pools_refresh_all(n);
     pthread_mutex_lock(&n->lock);
     json_decref(n->info);
     n->info = info;
@@ -609,6 +612,7 @@ static void hx_node_disconnect(hx_node *n, const char *why)
     for (int i = 0; i < n->n_cb; i++)
         virConnectDomainEventDeregisterAny(n->conn, n->cb_ids[i]);
     n->n_cb = 0;
+    hx_pools_unsubscribe(n);
     virConnectUnregisterCloseCallback(n->conn, hx_node_on_close);
     pthread_mutex_lock(&n->lock);
     virConnectClose(n->conn);
@@ -616,6 +620,7 @@ static void hx_node_disconnect(hx_node *n, const char *why)
     for (size_t i = 0; i < n->n_doms; i++)
         hx_dom_clear(&n->doms[i]);
     n->n_doms = 0;
+    hx_pools_clear(&n->pools);
     pthread_mutex_unlock(&n->lock);
     if (why)
         hx_node_set_status(n, HX_NODE_OFFLINE, why);
@@ -782,6 +787,11 @@ static void hx_node_run(hx_node *n, hx_req *r)
         break;
     case HX_REQ_EXEC:
         hx_req_finish(n, r, n->conn ? r->fn(n->conn, r->in, &r->out) : -EHOSTDOWN);
+        break;
+    case HX_REQ_POOL:
+        if (n->conn)
+            hx_pools_refresh(n, r->uuid);
+        hx_req_finish(n, r, 0);
         break;
     }
 }

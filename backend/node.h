@@ -2,6 +2,7 @@
 #pragma once
 
 #include "hx_cluster.h"
+#include "pools.h"
 
 #include <libvirt/libvirt.h>
 #include <pthread.h>
@@ -22,7 +23,8 @@ typedef enum {
     HX_REQ_REFRESH_ALL,
     HX_REQ_VM_STATS,
     HX_REQ_NODE_STATS,
-    HX_REQ_EXEC
+    HX_REQ_EXEC,
+    HX_REQ_POOL /* refresh one storage pool (uuid) */
 } hx_req_type;
 
 typedef struct hx_req {
@@ -65,6 +67,7 @@ typedef struct hx_node {
     size_t n_doms, cap_doms;
     hx_req *q_head, *q_tail;
     unsigned long long prev_busy_ns, prev_total_ns;
+    hx_pool_cache pools; /* backend/pools.c */
 
     /* Owned by the node's thread alone. */
     virConnectPtr conn;
@@ -90,6 +93,8 @@ int hx_node_call(hx_node *n, hx_req_type type, const char *name, const char *uui
 /* Index of the VM with that name (and uuid when not NULL) in n->doms, or -1. Lock held. */
 ssize_t hx_node_find_dom(hx_node *n, const char *name, const char *uuid);
 void hx_dom_clear(hx_dom *d);
+/* Queues work (no caller waits) for the node's thread; for libvirt event callbacks. */
+void hx_node_enqueue_work(hx_node *n, hx_req_type type, const char *uuid);
 
 /* Provided by cluster.c. The node with that name, referenced (hx_node_unref), or NULL. */
 hx_node *hx_cluster_get(hx_cluster *cl, const char *name);

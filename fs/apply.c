@@ -257,6 +257,18 @@ void hx_apply_post_change(const hx_change *c)
             ev = json_pack("{s:s,s:s,s:s,s:s?}", "type", "vm.config", "node", c->node, "vm",
                            c->vm_name, "uuid", c->vm_uuid);
         break;
+    case HX_CHANGE_POOL:
+        /* A refresh event that moved nothing we show is no event for readers. */
+        if (c->vanished)
+            ev = json_pack("{s:s,s:s,s:s}", "type", "pool.deleted", "node", c->node, "pool",
+                           c->pool);
+        else if (c->appeared)
+            ev = json_pack("{s:s,s:s,s:s,s:s?}", "type", "pool.created", "node", c->node, "pool",
+                           c->pool, "state", c->state);
+        else if (c->state_changed)
+            ev = json_pack("{s:s,s:s,s:s,s:s?}", "type", "pool.state", "node", c->node, "pool",
+                           c->pool, "state", c->state);
+        break;
     }
     if (ev)
         hx_events_post(hx_ap_events, ev);

@@ -132,6 +132,25 @@ void hx_notify_change(const hx_change *c, void *opaque)
         }
         break;
     }
+    case HX_CHANGE_POOL: {
+        hx_obj pool = base;
+        if (c->pool)
+            hx_strlcpy(pool.sub, c->pool, sizeof(pool.sub));
+        /* The pool's own files; volumes follow within a second (their documents have a TTL). */
+        for (size_t k = 0; k < hx_n_kinds; k++)
+            if (strstr(hx_kinds[k].pattern, "{pool}") && !strstr(hx_kinds[k].pattern, "{vol}")) {
+                hx_obj o = pool;
+                o.kind = (int)k;
+                hx_notify_obj(&o);
+            }
+        if (c->appeared || c->vanished) {
+            hx_obj st = base;
+            st.kind = hx_tree_kind("/nodes/{node}/storage");
+            hx_notify_obj(&st);
+            hx_notify_push(0, hx_tree_ino(&st), c->pool);
+        }
+        break;
+    }
     }
 }
 

@@ -1,6 +1,7 @@
 /* How each document of the tree renders, from the backend's views. */
 #include "render.h"
 #include "apply.h"
+#include "hx_pools.h"
 #include "hx_stats.h"
 
 #include <errno.h>
@@ -56,6 +57,7 @@ int hx_render_readme(const hx_obj *o, hx_buf *out)
         "  nodes/<node>/info.json      host facts; why the node is offline\n"
         "  nodes/<node>/metrics.json   host CPU and memory counters\n"
         "  nodes/<node>/vms/<vm>/      state, config.json, live.json, domain.xml, metrics.json\n"
+        "  nodes/<node>/storage/<pool>/  status.json; volumes/<vol>/info.json\n"
         "\n"
         "Every file is documented in docs/tree.md of the Horcrux sources: its format, what a\n"
         "read returns, what a write does, and the errors (EHOSTDOWN: the node is offline;\n"
@@ -232,4 +234,22 @@ int hx_render_audit(const hx_obj *o, hx_buf *out)
     if (!a)
         return 0;
     return hx_audit_render(a, HX_AUDIT_SHOWN, out);
+}
+
+int hx_render_pool_status(const hx_obj *o, hx_buf *out)
+{
+    hx_autojson json_t *doc = NULL;
+    int r = hx_cluster_pool_status(hx_tree_cluster(), o->node, o->sub, &doc);
+    if (r < 0)
+        return r;
+    return hx_render_json(doc, out);
+}
+
+int hx_render_vol_info(const hx_obj *o, hx_buf *out)
+{
+    hx_autojson json_t *doc = NULL;
+    int r = hx_cluster_vol_info(hx_tree_cluster(), o->node, o->sub, o->item, &doc);
+    if (r < 0)
+        return r;
+    return hx_render_json(doc, out);
 }

@@ -1,6 +1,7 @@
 /* The table of node kinds, and path resolution over it. */
 #include "hx_tree.h"
 #include "apply.h"
+#include "hx_pools.h"
 #include "hx_vmops.h"
 #include "render.h"
 
@@ -68,6 +69,52 @@ static int hx_tree_vm_capture(hx_obj *o, const char *name)
     return 0;
 }
 
+static int hx_tree_pool_list(const hx_obj *dir, char ***names)
+{
+    return hx_cluster_pool_names(hx_tree_cluster(), dir->node, names);
+}
+
+static int hx_tree_pool_capture(hx_obj *o, const char *name)
+{
+    uint64_t v;
+    if (strlen(name) >= sizeof(o->sub))
+        return -ENOENT;
+    int r = hx_cluster_pool_version(hx_tree_cluster(), o->node, name, &v, NULL);
+    if (r == 0)
+        hx_strlcpy(o->sub, name, sizeof(o->sub));
+    return r;
+}
+
+/* Everything below a pool follows the pool's own version, moved by its libvirt events. */
+static int hx_tree_pool_version(const hx_obj *o, uint64_t *version, long long *changed_ns)
+{
+    return hx_cluster_pool_version(hx_tree_cluster(), o->node, o->sub, version, changed_ns);
+}
+
+/* Volumes have no libvirt events: listed and checked live on the node's thread. */
+static int hx_tree_vol_list(const hx_obj *dir, char ***names)
+{
+    return hx_cluster_vol_names(hx_tree_cluster(), dir->node, dir->sub, names);
+}
+
+static int hx_tree_vol_capture(hx_obj *o, const char *name)
+{
+    if (strlen(name) >= sizeof(o->item))
+        return -ENOENT;
+    int r = hx_cluster_vol_exists(hx_tree_cluster(), o->node, o->sub, name);
+    if (r == 0)
+        hx_strlcpy(o->item, name, sizeof(o->item));
+    return r;
+}
+
+static int hx_tree_vol_version(const hx_obj *o, uint64_t *version, long long *changed_ns)
+{
+    int r = hx_tree_pool_version(o, version, changed_ns);
+    if (r == 0)
+        r = hx_cluster_vol_exists(hx_tree_cluster(), o->node, o->sub, o->item);
+    return r;
+}
+
 /* last_error follows its own counter, once the object it belongs to is known to exist. */
 static int hx_tree_lasterr_version(const hx_obj *o, uint64_t *version, long long *changed_ns)
 {
@@ -124,6 +171,23 @@ const hx_kind hx_kinds[] = {
     K("/nodes/{node}/last_error", HX_FT_DOC, DOC_MODE, HX_SCOPE_NODE, 0, hx_render_last_error,
       "the last change through this directory that failed, and why",
       .version = hx_tree_lasterr_version),
+    K("/nodes/{node}/storage", HX_FT_DIR, DIR_MODE, HX_SCOPE_ONLINE, 0, NULL,
+      "one directory per libvirt storage pool of the node"),
+    K("/nodes/{node}/storage/{pool}", HX_FT_DIR, DIR_MODE, HX_SCOPE_ONLINE, 0, NULL,
+      "a storage pool", .list = hx_tree_pool_list, .capture = hx_tree_pool_capture,
+      .version = hx_tree_pool_version),
+    K("/nodes/{node}/storage/{pool}/status.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_ONLINE, 1000,
+      hx_render_pool_status, "the pool's type, state, path, sizes and backing filesystem (JSON)",
+      .version = hx_tree_pool_version),
+    K("/nodes/{node}/storage/{pool}/volumes", HX_FT_DIR, DIR_MODE, HX_SCOPE_ONLINE, 0, NULL,
+      "one directory per volume of the pool", .version = hx_tree_pool_version),
+    K("/nodes/{node}/storage/{pool}/volumes/{vol}", HX_FT_DIR, DIR_MODE, HX_SCOPE_ONLINE, 0, NULL,
+      "a storage volume", .list = hx_tree_vol_list, .capture = hx_tree_vol_capture,
+      .version = hx_tree_vol_version),
+    K("/nodes/{node}/storage/{pool}/volumes/{vol}/info.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_ONLINE,
+      1000, hx_render_vol_info,
+      "the volume's path, format, sizes, backing store and the VMs using it (JSON)",
+      .version = hx_tree_vol_version),
     K("/nodes/{node}/vms", HX_FT_DIR, WDIR_MODE, HX_SCOPE_ONLINE, 0, NULL,
       "one directory per VM on the node; mkdir creates a VM", .mkdir = hx_tree_vm_mkdir),
     K("/nodes/{node}/vms/{vm}", HX_FT_DIR, WDIR_MODE, HX_SCOPE_VM, 0, NULL,

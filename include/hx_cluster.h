@@ -24,16 +24,17 @@ typedef enum { HX_NODE_CONNECTING = 0, HX_NODE_ONLINE, HX_NODE_OFFLINE } hx_node
 const char *hx_node_status_str(hx_node_status s);
 
 /* What changed; delivered from backend threads. The listener must not block. */
-typedef enum { HX_CHANGE_NODES, HX_CHANGE_NODE, HX_CHANGE_VM } hx_change_kind;
+typedef enum { HX_CHANGE_NODES, HX_CHANGE_NODE, HX_CHANGE_VM, HX_CHANGE_POOL } hx_change_kind;
 typedef struct hx_change {
     hx_change_kind kind;
-    const char *node;    /* NODE, VM */
+    const char *node;    /* NODE, VM, POOL */
     const char *vm_name; /* VM */
     const char *vm_uuid; /* VM */
+    const char *pool;    /* POOL: its name */
     int appeared;        /* the object is new */
     int vanished;        /* the object is gone */
-    const char *state;   /* VM: its state word; NODE: its status word */
-    int state_changed;   /* VM: the state moved; NODE: always */
+    const char *state;   /* VM: its state word; NODE: its status word; POOL: its state */
+    int state_changed;   /* VM, POOL: the state moved; NODE: always */
     int config_changed;  /* VM: the persistent configuration (or autostart) changed */
 } hx_change;
 typedef void (*hx_change_fn)(const hx_change *c, void *opaque);

@@ -21,6 +21,9 @@ Python API (stdlib only):
     kill_libvirtd(dir, node)
     start_libvirtd(dir, node, timeout=15)
     virsh(dir, node, *args) -> str     (raises TestbedError on failure)
+    add_btrfs_pool(dir, node, name='fast', size_mib=256) -> dict
+                                       a dir pool on btrfs (loop file) inside the node
+    remove_btrfs_pool(dir, node, name='fast')
 
 Subreaper control: SIGUSR1 = (re)start libvirtd (and virtlogd) if not
 running; SIGTERM/SIGINT = stop everything in the node and exit.
@@ -319,9 +322,9 @@ def domain_xml(prefix, node, name, k, j, virt_type, disk_path, with_meta=False):
     return ET.tostring(dom, encoding='unicode')
 
 
-def pool_xml(path):
+def pool_xml(path, name='default'):
     pool = ET.Element('pool', type='dir')
-    ET.SubElement(pool, 'name').text = 'default'
+    ET.SubElement(pool, 'name').text = name
     tgt = ET.SubElement(pool, 'target')
     ET.SubElement(tgt, 'path').text = path
     ET.indent(pool)
@@ -532,7 +535,8 @@ def _exists(d):
     return os.path.exists(_state_path(d)) or os.path.isdir(os.path.join(d, 'nodes'))
 
 
-def up(dir=DEFAULT_DIR, nodes=3, vms=2, prefix=DEFAULT_PREFIX, force=False, virt_type='auto'):
+def up(dir=DEFAULT_DIR, nodes=3, vms=2, prefix=DEFAULT_PREFIX, force=False, virt_type='auto',
+       btrfs=False):
     d = os.path.abspath(dir)
     if os.geteuid() != 0:
         raise TestbedError('testbed must run as root')
@@ -617,6 +621,10 @@ def up(dir=DEFAULT_DIR, nodes=3, vms=2, prefix=DEFAULT_PREFIX, force=False, virt
         if errs:
             raise TestbedError('; '.join('%s: %s' % (n['name'], e) for n, e in errs))
         _write_conf(d, st)
+        if btrfs:
+            for n in st['nodes']:
+                add_btrfs_pool(d, n['name'])
+            st = _load(d)
         st['bringup_seconds'] = round(time.monotonic() - t0, 3)
         st['daemons_seconds'] = round(t_daemons, 3)
         _save(d, st)
@@ -635,6 +643,95 @@ def _write_conf(d, st):
         lines.append('[node %s]' % n['name'])
         lines.append('uri = %s' % n['uri'])
     _write(os.path.join(d, 'horcrux.conf'), '\n'.join(lines) + '\n')
+
+
+# ----------------------------------------------------------------- btrfs pools
+
+def _in_node(n, *cmd):
+    """Runs cmd in the node's mount namespace (that of its subreaper)."""
+    rp = n.get('reaper_pid')
+    if not rp or not _pid_alive(rp):
+        raise TestbedError('subreaper of %s is gone' % n['name'])
+    return _run(['nsenter', '-t', str(rp), '-m', '--'] + list(cmd), check=False)
+
+
+def add_btrfs_pool(dir, node, name='fast', size_mib=256):
+    """Makes a btrfs filesystem on a loop file DIR/nodes/<node>/<name>.btrfs, mounts it at
+    /var/lib/libvirt/<name> inside the node's mount namespace only, and defines and starts a
+    dir pool <name> there.  Recorded in testbed.json, so down() unmounts and detaches it."""
+    d = os.path.abspath(dir)
+    st = _load(d)
+    n = _node(st, node)
+    if not shutil.which('mkfs.btrfs'):
+        raise TestbedError('mkfs.btrfs missing (tools/setup installs btrfs-progs)')
+    img = os.path.join(n['dir'], name + '.btrfs')
+    target = '/var/lib/libvirt/' + name
+    with open(img, 'wb') as f:
+        f.truncate(size_mib * 1024 * 1024)
+    dev = _run(['losetup', '--find', '--show', img]).stdout.strip()
+    ent = {'node': node, 'name': name, 'dev': dev, 'file': img, 'target': target}
+    st.setdefault('loops', []).append(ent)
+    _save(d, st)
+    _run(['mkfs.btrfs', '-q', '-f', dev])
+    os.makedirs(os.path.join(n['dir'], 'lib', name), exist_ok=True)   # /var/lib/libvirt/<name>
+    p = _in_node(n, 'mount', '-t', 'btrfs', dev, target)
+    if p.returncode != 0:
+        raise TestbedError('mount %s on %s in %s: %s' % (dev, target, node, p.stderr.strip()))
+    _virsh_uri(n['uri'], 'pool-define', '/dev/stdin', input=pool_xml(target, name))
+    _virsh_uri(n['uri'], 'pool-start', name)
+    return ent
+
+
+def _drop_loop(st, ent):
+    """Unmounts (inside the node, while it lives) and detaches one loop device."""
+    try:
+        n = _node(st, ent['node'])
+        if n.get('reaper_pid') and _pid_alive(n['reaper_pid']):
+            _in_node(n, 'umount', ent['target'])
+    except TestbedError:
+        pass
+    problems = []
+    p = _run(['losetup', '-d', ent['dev']], check=False)
+    if p.returncode != 0 and 'No such device' not in p.stderr:
+        problems.append('losetup -d %s: %s' % (ent['dev'], p.stderr.strip()))
+    try:
+        os.unlink(ent['file'])
+    except FileNotFoundError:
+        pass
+    return problems
+
+
+def remove_btrfs_pool(dir, node, name='fast'):
+    """Undoes add_btrfs_pool: the pool (destroyed, undefined), the mount, the loop device."""
+    d = os.path.abspath(dir)
+    st = _load(d)
+    n = _node(st, node)
+    _virsh_uri(n['uri'], 'pool-destroy', name, check=False)
+    _virsh_uri(n['uri'], 'pool-undefine', name, check=False)
+    problems = []
+    keep = []
+    for ent in st.get('loops', []):
+        if ent['node'] == node and ent['name'] == name:
+            problems += _drop_loop(st, ent)
+        else:
+            keep.append(ent)
+    st['loops'] = keep
+    _save(d, st)
+    if problems:
+        raise TestbedError('; '.join(problems))
+
+
+def _loops_under(d):
+    """Loop devices whose backing file lies below d: (device, file)."""
+    p = _run(['losetup', '--list', '--noheadings', '--raw', '-O', 'NAME,BACK-FILE'], check=False)
+    out = []
+    for line in p.stdout.splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2:
+            f = parts[1].replace(' (deleted)', '')
+            if f.startswith(d + '/'):
+                out.append((parts[0], f))
+    return out
 
 
 # ----------------------------------------------------------------- down
@@ -731,6 +828,14 @@ def down(dir=DEFAULT_DIR, prefix=None):
             v = _read_pid(os.path.join(n['dir'], 'mntns'))
             if v:
                 mntns.add(v)
+    # 0. btrfs pools: unmount inside the nodes while they still live
+    for ent in (st or {}).get('loops', []):
+        try:
+            n = _node(st, ent['node'])
+            if n.get('reaper_pid') and _pid_alive(n['reaper_pid']):
+                _in_node(n, 'umount', ent['target'])
+        except (TestbedError, OSError, subprocess.SubprocessError):
+            pass
     # 1. polite: SIGTERM the subreapers (they kill their node and reap it)
     rpids = [p for p, _ in reapers if _pid_alive(p)]
     for p in rpids:
@@ -795,7 +900,12 @@ def down(dir=DEFAULT_DIR, prefix=None):
                 os.rmdir('/run/netns')
         except OSError:
             pass
-    # 4. files
+    # 4. loop devices of btrfs pools (their mounts went with the nodes' namespaces)
+    for dev, f in _loops_under(d):
+        p = _run(['losetup', '-d', dev], check=False)
+        if p.returncode != 0:
+            problems.append('losetup -d %s (%s): %s' % (dev, f, p.stderr.strip()))
+    # 5. files
     if os.path.exists(d):
         try:
             shutil.rmtree(d)
@@ -890,6 +1000,8 @@ def main(argv=None):
     p.add_argument('--force', action='store_true', help='tear down an existing testbed first')
     p.add_argument('--virt-type', default='auto', choices=['auto', 'kvm', 'qemu'],
                    help='domain type (auto: kvm if /dev/kvm can create a VM, else qemu/TCG)')
+    p.add_argument('--btrfs', action='store_true',
+                   help='also a dir pool "fast" on btrfs (a loop file) in every node')
     p = add('down', help='stop everything, remove DIR')
     p.add_argument('--prefix', default=None, help='also clean leftovers with this prefix')
     p = add('status')
@@ -910,7 +1022,8 @@ def main(argv=None):
         if a.verb == '_node':
             return _node_main(a)
         if a.verb == 'up':
-            st = up(a.dir, a.nodes, a.vms, a.prefix, force=a.force, virt_type=a.virt_type)
+            st = up(a.dir, a.nodes, a.vms, a.prefix, force=a.force, virt_type=a.virt_type,
+                    btrfs=a.btrfs)
             print('testbed up: %d nodes, %d vms each, type %s, %.2fs; config %s'
                   % (len(st['nodes']), st['vms'], st['virt_type'], st['bringup_seconds'],
                      os.path.join(st['dir'], 'horcrux.conf')))

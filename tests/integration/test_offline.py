@@ -55,7 +55,7 @@ def test_libvirtd_killed_and_back(mount, bed):
 
         # the node's own files stay readable and say why
         assert sorted(os.listdir(n2)) == ['info.json', 'last_error', 'metrics.json', 'status',
-                                          'uri', 'vms']
+                                          'storage', 'uri', 'vms']
         assert read(os.path.join(n2, 'uri')) == bed.uri('n2') + '\n'
         info = json.loads(read(os.path.join(n2, 'info.json')))
         assert info['status'] == 'offline'

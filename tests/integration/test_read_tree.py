@@ -27,7 +27,8 @@ def test_ls_nodes_and_vms(mount):
     assert sh('ls', os.path.join(mount, 'cluster')).decode().split() == ['audit', 'status']
     for n in NODES:
         assert sh('ls', os.path.join(mount, 'nodes', n)).decode().split() == \
-            ['info.json', 'last_error', 'metrics.json', 'status', 'uri', 'vms']
+            ['info.json', 'last_error', 'metrics.json', 'status', 'storage', 'uri', 'vms']
+        assert sh('ls', os.path.join(mount, 'nodes', n, 'storage')).decode().split() == ['default']
         assert sh('ls', os.path.join(mount, 'nodes', n, 'vms')).decode().split() == sorted(VMS[n])
         for vm in VMS[n]:
             assert sh('ls', os.path.join(mount, 'nodes', n, 'vms', vm)).decode().split() == \
