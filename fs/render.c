@@ -1,6 +1,7 @@
 /* How each document of the tree renders, from the backend's views. */
 #include "render.h"
 #include "apply.h"
+#include "hx_snapshots.h"
 #include "hx_stats.h"
 
 #include <errno.h>
@@ -232,4 +233,30 @@ int hx_render_audit(const hx_obj *o, hx_buf *out)
     if (!a)
         return 0;
     return hx_audit_render(a, HX_AUDIT_SHOWN, out);
+}
+
+int hx_render_snap_info(const hx_obj *o, hx_buf *out)
+{
+    hx_autojson json_t *doc = NULL;
+    int r = hx_snap_info(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, o->item, &doc);
+    return r < 0 ? r : hx_render_json(doc, out);
+}
+
+int hx_render_snap_description(const hx_obj *o, hx_buf *out)
+{
+    hx_autofree char *d = NULL;
+    int r = hx_snap_description(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, o->item, &d);
+    if (r < 0)
+        return r;
+    /* Text with a final newline when there is any text. */
+    if (*d && (hx_buf_puts(out, d) < 0 || hx_buf_puts(out, "\n") < 0))
+        return -ENOMEM;
+    return 0;
+}
+
+int hx_render_empty(const hx_obj *o, hx_buf *out)
+{
+    (void)o;
+    (void)out;
+    return 0;
 }
