@@ -57,6 +57,7 @@ int hx_render_readme(const hx_obj *o, hx_buf *out)
         "  nodes/<node>/info.json      host facts; why the node is offline\n"
         "  nodes/<node>/metrics.json   host CPU and memory counters\n"
         "  nodes/<node>/vms/<vm>/      state, config.json, live.json, domain.xml, metrics.json\n"
+        "  nodes/<node>/vms/<vm>/snapshots/   mkdir takes a snapshot; info.json, revert\n"
         "\n"
         "Every file is documented in docs/tree.md of the Horcrux sources: its format, what a\n"
         "read returns, what a write does, and the errors (EHOSTDOWN: the node is offline;\n"
