@@ -17,7 +17,7 @@ from conftest import NODES, VMS
 
 # README, version, events, cluster/status, cluster/audit; per node uri, status, info.json,
 # metrics.json, last_error; per VM state, config.json, live.json, domain.xml, metrics.json,
-# last_error
+# last_error (and an empty snapshots/ directory: the testbed's VMs have no snapshots)
 EXPECTED_FILES = 5 + 5 * len(NODES) + 6 * sum(len(v) for v in VMS.values())
 # Streams never end (file-semantics.md 4): readers that copy whole files leave them out, as
 # users do (rsync --exclude /events).

@@ -256,6 +256,9 @@ def test_description(vms, bed):
     assert '<description>before the &lt;upgrade&gt; &amp; more</description>' in xml
     # still current after the redefinition
     assert vm.current() == 'd1' and vm.info('d1')['current'] is True
+    # editors: sed -i writes a scratch file and renames it over the description
+    subprocess.run(['sed', '-i', 's/more/less/', desc], check=True)
+    assert read(desc) == 'before the <upgrade> & less\n'
     # multi-line, then empty (removes it)
     with open(desc, 'w') as f:
         f.write('line one\nline two\n')
