@@ -12,6 +12,7 @@
 static hx_events *hx_ap_events;
 static hx_audit *hx_ap_audit;
 static void (*hx_ap_changed)(const hx_obj *o);
+static void (*hx_ap_entry_changed)(uint64_t dir_ino, const char *name);
 
 void hx_apply_init(hx_events *ev, hx_audit *audit)
 {
@@ -32,6 +33,19 @@ hx_audit *hx_apply_audit(void)
 void hx_apply_set_changed(void (*fn)(const hx_obj *o))
 {
     hx_ap_changed = fn;
+}
+
+void hx_apply_set_entry_changed(void (*fn)(uint64_t dir_ino, const char *name))
+{
+    hx_ap_entry_changed = fn;
+}
+
+void hx_apply_changed(const hx_obj *o, const char *name)
+{
+    if (name && hx_ap_entry_changed)
+        hx_ap_entry_changed(hx_tree_ino(o), name);
+    else if (!name && hx_ap_changed)
+        hx_ap_changed(o);
 }
 
 /* ---- last_error: one line per object directory, kept in memory ---- */
@@ -134,6 +148,17 @@ static void hx_apply_errdir(hx_op op, const hx_obj *o, hx_obj *d)
     hx_tree_parent(o, d);
 }
 
+/* The nearest directory (d or above) that shows a last_error: a snapshot's failures go to its
+ * VM's. */
+static void hx_apply_errdir_shown(hx_obj *d)
+{
+    while (d->kind != HX_KIND_ROOT && hx_tree_child_kind(d->kind, "last_error") < 0) {
+        hx_obj up;
+        hx_tree_parent(d, &up);
+        *d = up;
+    }
+}
+
 int hx_apply(hx_op op, const hx_obj *o, const char *name, const char *data, size_t len,
              const hx_caller *who)
 {
@@ -199,6 +224,7 @@ int hx_apply(hx_op op, const hx_obj *o, const char *name, const char *data, size
     if (r < 0) {
         hx_obj d;
         hx_apply_errdir(op, o, &d);
+        hx_apply_errdir_shown(&d);
         char when[40];
         hx_stats_iso_time(hx_now_real_ns(), when, sizeof(when));
         char *line = NULL;

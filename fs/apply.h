@@ -34,6 +34,11 @@ uint64_t hx_lasterr_version(void);
 
 /* Called when a last_error or the audit changed, to drop the kernel's copy (set by FUSE). */
 void hx_apply_set_changed(void (*fn)(const hx_obj *o));
+/* And for a name inside a directory (a cached entry, or a cached miss), set by FUSE. */
+void hx_apply_set_entry_changed(void (*fn)(uint64_t dir_ino, const char *name));
+/* For changes the backend announces no event for (snapshots): drops the kernel's copy of o, or
+ * with name, of the entry name inside the directory o. */
+void hx_apply_changed(const hx_obj *o, const char *name);
 
 /* The backend's change listener part that posts events (hx_cluster_new's listener calls it). */
 void hx_apply_post_change(const hx_change *c);

@@ -278,6 +278,7 @@ int main(int argc, char *argv[])
         hx_err("%s", audit_err ? audit_err : "cannot open the audit log");
     hx_apply_init(events, audit);
     hx_apply_set_changed(hx_notify_object);
+    hx_apply_set_entry_changed(hx_notify_entry);
     if (audit && hx_evloop_start() == 0) {
         hx_main_cl = hx_cluster_new(hx_notify_change, NULL);
         hx_tree_init(hx_main_cl);

@@ -2,6 +2,7 @@
 #include "render.h"
 #include "apply.h"
 #include "hx_pools.h"
+#include "hx_snapshots.h"
 #include "hx_stats.h"
 
 #include <errno.h>
@@ -58,6 +59,7 @@ int hx_render_readme(const hx_obj *o, hx_buf *out)
         "  nodes/<node>/metrics.json   host CPU and memory counters\n"
         "  nodes/<node>/vms/<vm>/      state, config.json, live.json, domain.xml, metrics.json\n"
         "  nodes/<node>/storage/<pool>/  status.json; volumes/<vol>/info.json\n"
+        "  nodes/<node>/vms/<vm>/snapshots/   mkdir takes a snapshot; info.json, revert\n"
         "\n"
         "Every file is documented in docs/tree.md of the Horcrux sources: its format, what a\n"
         "read returns, what a write does, and the errors (EHOSTDOWN: the node is offline;\n"
@@ -252,4 +254,30 @@ int hx_render_vol_info(const hx_obj *o, hx_buf *out)
     if (r < 0)
         return r;
     return hx_render_json(doc, out);
+}
+
+int hx_render_snap_info(const hx_obj *o, hx_buf *out)
+{
+    hx_autojson json_t *doc = NULL;
+    int r = hx_snap_info(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, o->item, &doc);
+    return r < 0 ? r : hx_render_json(doc, out);
+}
+
+int hx_render_snap_description(const hx_obj *o, hx_buf *out)
+{
+    hx_autofree char *d = NULL;
+    int r = hx_snap_description(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, o->item, &d);
+    if (r < 0)
+        return r;
+    /* Text with a final newline when there is any text. */
+    if (*d && (hx_buf_puts(out, d) < 0 || hx_buf_puts(out, "\n") < 0))
+        return -ENOMEM;
+    return 0;
+}
+
+int hx_render_empty(const hx_obj *o, hx_buf *out)
+{
+    (void)o;
+    (void)out;
+    return 0;
 }

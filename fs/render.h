@@ -24,3 +24,7 @@ int hx_render_last_error(const hx_obj *o, hx_buf *out);
 int hx_render_audit(const hx_obj *o, hx_buf *out);
 int hx_render_pool_status(const hx_obj *o, hx_buf *out);
 int hx_render_vol_info(const hx_obj *o, hx_buf *out);
+int hx_render_snap_info(const hx_obj *o, hx_buf *out);
+int hx_render_snap_description(const hx_obj *o, hx_buf *out);
+/* Nothing: write-only command files. */
+int hx_render_empty(const hx_obj *o, hx_buf *out);

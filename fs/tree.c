@@ -2,6 +2,7 @@
 #include "hx_tree.h"
 #include "apply.h"
 #include "hx_pools.h"
+#include "hx_snapshots.h"
 #include "hx_vmops.h"
 #include "render.h"
 
@@ -15,6 +16,8 @@
 #define WDIR_MODE (S_IFDIR | 0755) /* root may create or remove entries */
 #define WDOC_MODE (S_IFREG | 0644) /* root may write */
 #define STREAM_MODE (S_IFREG | 0444)
+#define LINK_MODE (S_IFLNK | 0777)
+#define CTL_MODE (S_IFREG | 0200) /* write-only command file */
 
 static int hx_tree_vm_state_ctl(const hx_obj *o, const char *cmd, size_t len, char **msg)
 {
@@ -134,6 +137,156 @@ static int hx_tree_audit_version(const hx_obj *o, uint64_t *version, long long *
     return 0;
 }
 
+/* ---- snapshots ---- */
+
+#define SNAP_TTL_MS 1000 /* libvirt has no snapshot events: virsh's changes show within this */
+
+/* Drops the kernel's copies after a snapshot change through the tree: the listing, the
+ * current link (and a cached miss of it), and the snapshot's own files. */
+static void hx_tree_snaps_changed(const hx_obj *o, const char *snap)
+{
+    hx_obj d = *o;
+    d.item[0] = '\0';
+    d.kind = hx_tree_kind("/nodes/{node}/vms/{vm}/snapshots");
+    hx_apply_changed(&d, NULL);
+    hx_apply_changed(&d, "current");
+    hx_obj c = d;
+    c.kind = hx_tree_kind("/nodes/{node}/vms/{vm}/snapshots/current");
+    hx_apply_changed(&c, NULL);
+    if (!snap)
+        return;
+    static const char *const files[] = {"/nodes/{node}/vms/{vm}/snapshots/{snap}",
+                                        "/nodes/{node}/vms/{vm}/snapshots/{snap}/info.json",
+                                        "/nodes/{node}/vms/{vm}/snapshots/{snap}/description"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        hx_obj s = d;
+        hx_strlcpy(s.item, snap, sizeof(s.item));
+        s.kind = hx_tree_kind(files[i]);
+        hx_apply_changed(&s, NULL);
+    }
+}
+
+static int hx_tree_snap_mkdir(const hx_obj *dir, const char *name, char **msg)
+{
+    int r = hx_snap_create(hx_tree_cluster(), dir->node, dir->vm, dir->vm_uuid, name, msg);
+    hx_tree_snaps_changed(dir, NULL);
+    return r;
+}
+
+static int hx_tree_snap_rmdir(const hx_obj *o, char **msg)
+{
+    int r = hx_snap_delete(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, o->item, msg);
+    hx_tree_snaps_changed(o, o->item);
+    return r;
+}
+
+static int hx_tree_snap_revert_ctl(const hx_obj *o, const char *cmd, size_t len, char **msg)
+{
+    int r = hx_snap_revert(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, o->item, cmd, len, msg);
+    hx_tree_snaps_changed(o, o->item);
+    return r;
+}
+
+static int hx_tree_snap_desc_commit(const hx_obj *o, const char *doc, size_t len, char **msg)
+{
+    int r = hx_snap_set_description(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, o->item, doc,
+                                    len, msg);
+    hx_tree_snaps_changed(o, o->item);
+    return r;
+}
+
+/* The link exists only while the VM has a current snapshot. */
+static int hx_tree_snap_current_list(const hx_obj *dir, char ***names)
+{
+    hx_autofree char *cur = NULL;
+    /* Listings are taken fresh at opendir; the {snap} listing right after reuses this fetch. */
+    int r = hx_snap_list(hx_tree_cluster(), dir->node, dir->vm, dir->vm_uuid, 0, NULL, &cur);
+    if (r < 0)
+        return r;
+    *names = calloc(2, sizeof(char *));
+    if (!*names)
+        return -ENOMEM;
+    if (cur)
+        (*names)[0] = strdup("current");
+    return 0;
+}
+
+static int hx_tree_snap_current_name(const hx_obj *o, char **cur)
+{
+    int r = hx_snap_list(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, SNAP_TTL_MS, NULL, cur);
+    if (r == 0 && !*cur)
+        r = -ENOENT;
+    return r;
+}
+
+static int hx_tree_snap_current_capture(hx_obj *o, const char *name)
+{
+    if (strcmp(name, "current") != 0)
+        return -ENOENT;
+    hx_autofree char *cur = NULL;
+    return hx_tree_snap_current_name(o, &cur);
+}
+
+static int hx_tree_snap_current_link(const hx_obj *o, char *buf, size_t size)
+{
+    hx_autofree char *cur = NULL;
+    int r = hx_tree_snap_current_name(o, &cur);
+    if (r < 0)
+        return r;
+    return hx_strlcpy(buf, cur, size) < 0 ? -ENAMETOOLONG : 0;
+}
+
+static int hx_tree_snap_current_version(const hx_obj *o, uint64_t *version, long long *changed_ns)
+{
+    int r =
+        hx_cluster_vm_version(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, version, changed_ns);
+    hx_autofree char *cur = NULL;
+    if (r == 0)
+        r = hx_tree_snap_current_name(o, &cur);
+    /* Both counters only grow, so their sum moves whenever either does. */
+    if (r == 0)
+        *version += hx_snap_version();
+    return r;
+}
+
+static int hx_tree_snap_list(const hx_obj *dir, char ***names)
+{
+    int r = hx_snap_list(hx_tree_cluster(), dir->node, dir->vm, dir->vm_uuid, 200, names, NULL);
+    /* A snapshot made elsewhere and named "current" is hidden by the link. */
+    char **w = r == 0 ? *names : NULL;
+    for (char **p = w; p && *p; p++) {
+        if (strcmp(*p, "current") == 0)
+            free(*p);
+        else
+            *w++ = *p;
+    }
+    if (w)
+        *w = NULL;
+    return r;
+}
+
+static int hx_tree_snap_capture(hx_obj *o, const char *name)
+{
+    if (strlen(name) >= sizeof(o->item) || strcmp(name, "current") == 0)
+        return -ENOENT;
+    int r = hx_snap_exists(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, name);
+    if (r < 0)
+        return r == -EHOSTDOWN ? r : -ENOENT;
+    hx_strlcpy(o->item, name, sizeof(o->item));
+    return 0;
+}
+
+static int hx_tree_snap_version(const hx_obj *o, uint64_t *version, long long *changed_ns)
+{
+    int r =
+        hx_cluster_vm_version(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, version, changed_ns);
+    if (r == 0)
+        r = hx_snap_exists(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, o->item);
+    if (r == 0)
+        *version += hx_snap_version();
+    return r;
+}
+
 /* One entry: the positional fields, then any of .ctl, .commit, .mkdir, .rmdir, .version, .flags. */
 #define K(pat, ty, mo, sc, ttl, rend, dc, ...)                                                     \
     {                                                                                              \
@@ -207,6 +360,24 @@ const hx_kind hx_kinds[] = {
     K("/nodes/{node}/vms/{vm}/last_error", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0,
       hx_render_last_error, "the last change to this VM that failed, and why",
       .version = hx_tree_lasterr_version),
+    K("/nodes/{node}/vms/{vm}/snapshots", HX_FT_DIR, WDIR_MODE, HX_SCOPE_VM, 0, NULL,
+      "the VM's snapshots; mkdir takes one", .mkdir = hx_tree_snap_mkdir),
+    K("/nodes/{node}/vms/{vm}/snapshots/current", HX_FT_LINK, LINK_MODE, HX_SCOPE_VM, SNAP_TTL_MS,
+      NULL, "symbolic link to the snapshot the VM runs from (absent when none)",
+      .list = hx_tree_snap_current_list, .capture = hx_tree_snap_current_capture,
+      .link = hx_tree_snap_current_link, .version = hx_tree_snap_current_version),
+    K("/nodes/{node}/vms/{vm}/snapshots/{snap}", HX_FT_DIR, WDIR_MODE, HX_SCOPE_VM, 0, NULL,
+      "a snapshot; rmdir deletes it", .rmdir = hx_tree_snap_rmdir, .list = hx_tree_snap_list,
+      .capture = hx_tree_snap_capture, .version = hx_tree_snap_version, .flags = HX_KF_SCRATCH),
+    K("/nodes/{node}/vms/{vm}/snapshots/{snap}/info.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM,
+      SNAP_TTL_MS, hx_render_snap_info, "parent, children, time, state, memory, consistency (JSON)",
+      .version = hx_tree_snap_version),
+    K("/nodes/{node}/vms/{vm}/snapshots/{snap}/description", HX_FT_DOC, WDOC_MODE, HX_SCOPE_VM,
+      SNAP_TTL_MS, hx_render_snap_description, "the snapshot's description; write a new one",
+      .commit = hx_tree_snap_desc_commit, .version = hx_tree_snap_version),
+    K("/nodes/{node}/vms/{vm}/snapshots/{snap}/revert", HX_FT_DOC, CTL_MODE, HX_SCOPE_VM, 0,
+      hx_render_empty, "write 1 to revert the VM to this snapshot", .ctl = hx_tree_snap_revert_ctl,
+      .version = hx_tree_snap_version),
 };
 const size_t hx_n_kinds = sizeof(hx_kinds) / sizeof(hx_kinds[0]);
 
