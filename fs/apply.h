@@ -6,7 +6,9 @@
 #include "hx_events.h"
 #include "hx_tree.h"
 
-typedef enum { HX_OP_CTL, HX_OP_COMMIT, HX_OP_MKDIR, HX_OP_RMDIR } hx_op;
+/* HX_OP_UNLINK: unlink of a document whose kind has HX_KF_UNLINK_CLEARS, committed as an empty
+ * document. */
+typedef enum { HX_OP_CTL, HX_OP_COMMIT, HX_OP_MKDIR, HX_OP_RMDIR, HX_OP_UNLINK } hx_op;
 
 /* The services the tree writes to; set once at start (either may be NULL in unit tests). */
 void hx_apply_init(hx_events *ev, hx_audit *audit);

@@ -232,6 +232,10 @@ int hx_fuse_setattr_write(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
         }
     } else if (k->ctl && attr->st_size == 0) {
         r = 0; /* truncating a control file to 0 is how shells open it: nothing to do */
+    } else if ((k->flags & HX_KF_UNLINK_CLEARS) && attr->st_size == 0) {
+        /* truncate -s0 of a document that may be empty: commits the empty document. */
+        hx_caller who = hx_fuse_caller(req);
+        r = hx_apply(HX_OP_COMMIT, &o, NULL, "", 0, &who);
     } else {
         return 0;
     }
@@ -305,6 +309,13 @@ void hx_fuse_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     int r = hx_fuse_dir(parent, &dir);
     if (r == 0)
         r = hx_tree_lookup(&dir, name, &child) == 0 ? -EPERM : -ENOENT;
+    if (r == -EPERM && (hx_kinds[child.kind].flags & HX_KF_UNLINK_CLEARS)) {
+        /* Removing a cloud-init file clears it; the name stays, showing an empty document. */
+        hx_caller who = hx_fuse_caller(req);
+        r = hx_apply(HX_OP_UNLINK, &child, NULL, "", 0, &who);
+        if (r == 0)
+            hx_notify_entry(parent, name);
+    }
     fuse_reply_err(req, -r);
 }
 
