@@ -38,7 +38,8 @@ done
 i=0
 while [ ! -b /dev/sr0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 echo "===HXCI-DEVICES=== $(ls /dev | tr '\n' ' ')"
-echo "===HXCI-BLKID=== $(blkid /dev/sr0)"
+# The ISO 9660 volume label: 32 bytes at offset 40 of the primary volume descriptor (sector 16).
+echo "===HXCI-LABEL=== $(dd if=/dev/sr0 bs=1 skip=32808 count=32 2>/dev/null)"
 if mount -t iso9660 -o ro /dev/sr0 /mnt; then
   for f in user-data meta-data network-config; do
     if [ -f /mnt/$f ]; then

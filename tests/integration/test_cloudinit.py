@@ -265,7 +265,7 @@ def test_linux_guest_reads_cloudinit(mounted_daemon, bed, made, workdir):
         os_el.remove(b)
     ET.SubElement(os_el, 'kernel').text = kernel
     ET.SubElement(os_el, 'initrd').text = initrd
-    ET.SubElement(os_el, 'cmdline').text = 'console=ttyS0 panic=-1 loglevel=1'
+    ET.SubElement(os_el, 'cmdline').text = 'console=ttyS0 panic=-1 quiet loglevel=1'
     dev = x.find('devices')
     s = ET.SubElement(dev, 'serial', type='file')
     ET.SubElement(s, 'source', path=serial)
@@ -287,7 +287,7 @@ def test_linux_guest_reads_cloudinit(mounted_daemon, bed, made, workdir):
     print('\n[cloudinit] guest ran %.1fs' % (time.monotonic() - t0))
     assert v, 'guest did not power off within 90 s; serial log:\n' + log[-3000:]
     got = hxguest.sections(log)
-    assert 'LABEL="cidata"' in log, log[-3000:]
+    assert '===HXCI-LABEL=== cidata' in log.replace('\r', ''), log[-3000:]
     assert got.get('user-data') == ud.encode(), log[-3000:]
     assert got.get('meta-data') == md.encode()
     assert b'instance-id: iid-hx-linux-1' in got['meta-data']
