@@ -1,5 +1,6 @@
 /* Actions on VMs through libvirt: lifecycle, config.json commits, create, delete. */
 #include "hx_vmops.h"
+#include "hx_cloudinit.h"
 #include "hx_domxml.h"
 #include "hx_log.h"
 #include "hx_util.h"
@@ -16,11 +17,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-/* Volumes Horcrux created for a VM, remembered in the domain's own metadata so that rmdir
- * deletes exactly those and never a disk someone attached by hand. */
-#define HX_VOLS_NS "https://horcrux.dev/xmlns/volumes/1"
-#define HX_VOLS_PREFIX "hxvol"
 
 /* ---- scoped cleanup ---- */
 
@@ -309,6 +305,15 @@ int hx_vm_action(hx_cluster *cl, const char *node, const char *vm, const char *u
         return hx_fail(msg, -EBUSY, "VM %s cannot %s: %s", vm, a->word, a->forbidden);
     if (strcmp(a->word, "start") == 0 && hx_vm_is_template(c.view.config_json))
         return hx_fail(msg, -EPERM, "VM %s is a template and cannot be started", vm);
+    /* The cloud-init ISO is made (or removed) now, from the documents as they are at this
+     * start: QEMU opens the cdrom's file when the domain starts. */
+    if (strcmp(a->word, "start") == 0) {
+        r = hx_ci_prepare(c.conn, c.dom, vm, msg);
+        if (r < 0) {
+            hx_vm_refresh(c.n, vm, c.view.uuid);
+            return r;
+        }
+    }
     if (hx_action_run(c.dom, a->word) < 0) {
         int e = hx_virt_errno();
         r = hx_fail(msg, e, "VM %s: %s failed: %s", vm, a->word, virGetLastErrorMessage());
@@ -657,6 +662,23 @@ int hx_vm_apply_config(hx_cluster *cl, const char *node, const char *vm, const c
         hx_vm_apply_live(&c, vm, c.view.xml_live);
     hx_vm_refresh(c.n, vm, c.view.uuid);
     return 0;
+}
+
+/* ---- cloud-init documents ---- */
+
+int hx_vm_set_cloudinit(hx_cluster *cl, const char *node, const char *vm, const char *uuid,
+                        const char *file, const char *doc, size_t len, char **msg)
+{
+    if (len > HX_CI_MAX_BYTES)
+        return hx_fail(msg, -EFBIG, "cloudinit/%s of VM %s: %zu bytes, at most %d", file, vm, len,
+                       HX_CI_MAX_BYTES);
+    hx_autoctx hx_vmctx c;
+    int r = hx_vmctx_open(cl, node, vm, uuid, &c, msg);
+    if (r < 0)
+        return r;
+    r = hx_ci_store(c.dom, vm, file, doc, len, msg);
+    hx_vm_refresh(c.n, vm, c.view.uuid);
+    return r;
 }
 
 /* ---- create and delete ---- */

@@ -144,8 +144,15 @@ static void hx_apply_errdir(hx_op op, const hx_obj *o, hx_obj *d)
         *d = *o; /* the VM still exists when its rmdir failed */
         return;
     }
-    /* A file's directory; for mkdir or create in nodes/<n>/vms, the node's directory. */
+    /* A file's directory; for mkdir or create in nodes/<n>/vms, the node's directory. A
+     * directory without a last_error of its own (a VM's cloudinit/) tells through the nearest one
+     * above. */
     hx_tree_parent(o, d);
+    while (d->kind != HX_KIND_ROOT && hx_tree_child_kind(d->kind, "last_error") < 0) {
+        hx_obj up;
+        hx_tree_parent(d, &up);
+        *d = up;
+    }
 }
 
 /* The nearest directory (d or above) that shows a last_error: a snapshot's failures go to its
@@ -194,6 +201,8 @@ int hx_apply(hx_op op, const hx_obj *o, const char *name, const char *data, size
         r = k->ctl(o, data, len, &msg);
     } else if (op == HX_OP_COMMIT && k->commit) {
         r = k->commit(o, data, len, &msg);
+    } else if (op == HX_OP_UNLINK && k->commit && (k->flags & HX_KF_UNLINK_CLEARS)) {
+        r = k->commit(o, "", 0, &msg);
     } else if (op == HX_OP_MKDIR && k->mkdir) {
         r = k->mkdir(o, name, &msg);
     } else if (op == HX_OP_RMDIR && k->rmdir) {

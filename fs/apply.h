@@ -13,7 +13,7 @@ typedef enum {
     HX_OP_RMDIR,
     /* Changes no kind takes: refused (EPERM), but audited like any attempt. */
     HX_OP_CREATE,
-    HX_OP_UNLINK,
+    HX_OP_UNLINK, /* taken by kinds with HX_KF_UNLINK_CLEARS: an empty commit */
     HX_OP_RENAME,
 } hx_op;
 

@@ -233,6 +233,10 @@ int hx_fuse_setattr_write(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
         }
     } else if (k->ctl && attr->st_size == 0) {
         r = 0; /* truncating a control file to 0 is how shells open it: nothing to do */
+    } else if ((k->flags & HX_KF_UNLINK_CLEARS) && attr->st_size == 0) {
+        /* truncate -s0 of a document that may be empty: commits the empty document. */
+        hx_caller who = hx_fuse_caller(req);
+        r = hx_apply(HX_OP_COMMIT, &o, NULL, "", 0, &who);
     } else {
         return 0;
     }
@@ -311,10 +315,12 @@ void hx_fuse_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (r == 0)
         r = hx_tree_lookup(&dir, name, &child);
     if (r == 0) {
-        /* Live files stay: a refused change, audited. */
+        /* Removing a cloud-init file clears it (the name stays, showing an empty document);
+         * other live files stay: a refused change, audited either way. */
         hx_caller who = hx_fuse_caller(req);
-        r = hx_apply(HX_OP_UNLINK, &child, NULL, NULL, 0, &who);
-        r = r == 0 ? -EPERM : r;
+        r = hx_apply(HX_OP_UNLINK, &child, NULL, "", 0, &who);
+        if (r == 0)
+            hx_notify_entry(parent, name);
     }
     fuse_reply_err(req, -r);
 }

@@ -3,6 +3,7 @@
 #include "apply.h"
 #include "hx_pools.h"
 #include "hx_snapshots.h"
+#include "hx_cloudinit.h"
 #include "hx_stats.h"
 
 #include <errno.h>
@@ -207,6 +208,23 @@ int hx_render_vm_domxml(const hx_obj *o, hx_buf *out)
     /* What `virsh dumpxml` shows: the live XML while running, else the persistent one. */
     const char *xml = v.xml_live ? v.xml_live : v.xml_config;
     return hx_buf_puts(out, xml ? xml : "") < 0 ? -ENOMEM : 0;
+}
+
+/* cloudinit/<file>: its bytes from the persistent XML's metadata; empty when not set. */
+int hx_render_vm_cloudinit(const hx_obj *o, hx_buf *out)
+{
+    __attribute__((cleanup(hx_vm_viewp))) hx_vm_view v;
+    int r = hx_cluster_vm_view(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, &v);
+    if (r < 0)
+        return r;
+    hx_autofree char *data = NULL;
+    size_t len = 0;
+    r = hx_ci_read(v.xml_config, hx_tree_segment(o->kind), &data, &len);
+    if (r < 0)
+        return r;
+    if (len == 0)
+        return hx_buf_append(out, "", 0) < 0 ? -ENOMEM : 0;
+    return hx_buf_append(out, data, len) < 0 ? -ENOMEM : 0;
 }
 
 int hx_render_vm_metrics(const hx_obj *o, hx_buf *out)

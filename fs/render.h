@@ -20,6 +20,7 @@ int hx_render_vm_config(const hx_obj *o, hx_buf *out);
 int hx_render_vm_live(const hx_obj *o, hx_buf *out);
 int hx_render_vm_domxml(const hx_obj *o, hx_buf *out);
 int hx_render_vm_metrics(const hx_obj *o, hx_buf *out);
+int hx_render_vm_cloudinit(const hx_obj *o, hx_buf *out);
 int hx_render_last_error(const hx_obj *o, hx_buf *out);
 int hx_render_audit(const hx_obj *o, hx_buf *out);
 int hx_render_pool_status(const hx_obj *o, hx_buf *out);

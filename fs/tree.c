@@ -29,6 +29,12 @@ static int hx_tree_vm_config_commit(const hx_obj *o, const char *doc, size_t len
     return hx_vm_apply_config(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, doc, len, msg);
 }
 
+static int hx_tree_vm_cloudinit_commit(const hx_obj *o, const char *doc, size_t len, char **msg)
+{
+    return hx_vm_set_cloudinit(hx_tree_cluster(), o->node, o->vm, o->vm_uuid,
+                               hx_tree_segment(o->kind), doc, len, msg);
+}
+
 static int hx_tree_vm_mkdir(const hx_obj *dir, const char *name, char **msg)
 {
     return hx_vm_create(hx_tree_cluster(), dir->node, name, msg);
@@ -378,6 +384,19 @@ const hx_kind hx_kinds[] = {
     K("/nodes/{node}/vms/{vm}/snapshots/{snap}/revert", HX_FT_DOC, CTL_MODE, HX_SCOPE_VM, 0,
       hx_render_empty, "write 1 to revert the VM to this snapshot", .ctl = hx_tree_snap_revert_ctl,
       .version = hx_tree_snap_version),
+    K("/nodes/{node}/vms/{vm}/cloudinit", HX_FT_DIR, WDIR_MODE, HX_SCOPE_VM, 0, NULL,
+      "the VM's cloud-init NoCloud data, attached as a cdrom at each start",
+      .flags = HX_KF_SCRATCH),
+    K("/nodes/{node}/vms/{vm}/cloudinit/user-data", HX_FT_DOC, WDOC_MODE, HX_SCOPE_VM, 0,
+      hx_render_vm_cloudinit, "cloud-init user-data; write it, empty it or remove it to clear it",
+      .commit = hx_tree_vm_cloudinit_commit, .flags = HX_KF_UNLINK_CLEARS),
+    K("/nodes/{node}/vms/{vm}/cloudinit/meta-data", HX_FT_DOC, WDOC_MODE, HX_SCOPE_VM, 0,
+      hx_render_vm_cloudinit, "cloud-init meta-data; write it, empty it or remove it to clear it",
+      .commit = hx_tree_vm_cloudinit_commit, .flags = HX_KF_UNLINK_CLEARS),
+    K("/nodes/{node}/vms/{vm}/cloudinit/network-config", HX_FT_DOC, WDOC_MODE, HX_SCOPE_VM, 0,
+      hx_render_vm_cloudinit,
+      "cloud-init network-config; write it, empty it or remove it to clear it",
+      .commit = hx_tree_vm_cloudinit_commit, .flags = HX_KF_UNLINK_CLEARS),
 };
 const size_t hx_n_kinds = sizeof(hx_kinds) / sizeof(hx_kinds[0]);
 

@@ -11,6 +11,11 @@
 
 #include <stddef.h>
 
+/* Volumes Horcrux created for a VM, remembered in the domain's own metadata so that rmdir
+ * deletes exactly those and never a disk someone attached by hand. */
+#define HX_VOLS_NS "https://horcrux.dev/xmlns/volumes/1"
+#define HX_VOLS_PREFIX "hxvol"
+
 /* Lifecycle: start, shutdown, stop, reboot, reset, pause, resume (a trailing newline and
  * surrounding blanks are ignored). -EINVAL unknown word; -EBUSY the VM is locked or its state
  * forbids the action; -ENOENT, -EHOSTDOWN, -EIO. */
@@ -21,6 +26,11 @@ int hx_vm_action(hx_cluster *cl, const char *node, const char *vm, const char *u
  * changes unless everything validates; changes that a running VM can take are applied live. */
 int hx_vm_apply_config(hx_cluster *cl, const char *node, const char *vm, const char *uuid,
                        const char *doc, size_t len, char **msg);
+
+/* Replaces one cloud-init document (cloudinit/user-data, meta-data, network-config) of a VM;
+ * an empty one clears it. -EFBIG over HX_CI_MAX_BYTES; -EBUSY locked; -ENOENT, -EHOSTDOWN, -EIO. */
+int hx_vm_set_cloudinit(hx_cluster *cl, const char *node, const char *vm, const char *uuid,
+                        const char *file, const char *doc, size_t len, char **msg);
 
 /* Defines a new shut-off VM with the documented defaults. -EINVAL bad name; -EEXIST the name is
  * taken on any node; -EHOSTDOWN, -EIO. */

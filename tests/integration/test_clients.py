@@ -18,14 +18,14 @@ from conftest import NODES, VMS
 # README, version, events, cluster/status, cluster/audit; per node uri, status, info.json,
 # metrics.json, last_error; per VM state, config.json, live.json, domain.xml, metrics.json,
 # last_error
-# Per node its 5 files and storage/default/status.json; per VM its 6 files and the info.json of
-# its disk's volume in the default pool.
-EXPECTED_FILES = 5 + 6 * len(NODES) + 7 * sum(len(v) for v in VMS.values())
+# Per node its 5 files and storage/default/status.json; per VM its 6 files, the info.json of
+# its disk's volume in the default pool, and cloudinit/{user-data,meta-data,network-config}.
+EXPECTED_FILES = 5 + 6 * len(NODES) + 10 * sum(len(v) for v in VMS.values())
 # Streams never end (file-semantics.md 4): readers that copy whole files leave them out, as
 # users do (rsync --exclude /events).
 STREAMS = ['events']
 # Documents that are empty while nothing failed or changed through this daemon.
-MAYBE_EMPTY = ('last_error', 'audit')
+MAYBE_EMPTY = ('last_error', 'audit', 'user-data', 'meta-data', 'network-config')
 
 
 def run(cmd, **kw):

@@ -32,10 +32,12 @@ def test_ls_nodes_and_vms(mount):
         assert sh('ls', os.path.join(mount, 'nodes', n, 'vms')).decode().split() == sorted(VMS[n])
         for vm in VMS[n]:
             assert sh('ls', os.path.join(mount, 'nodes', n, 'vms', vm)).decode().split() == \
-                ['config.json', 'domain.xml', 'last_error', 'live.json', 'metrics.json',
-                 'snapshots', 'state']
+                ['cloudinit', 'config.json', 'domain.xml', 'last_error', 'live.json',
+                 'metrics.json', 'snapshots', 'state']
             # the testbed's VMs have no snapshots: no entries, not even the current link
             assert sh('ls', os.path.join(mount, 'nodes', n, 'vms', vm, 'snapshots')) == b''
+            assert sh('ls', os.path.join(mount, 'nodes', n, 'vms', vm, 'cloudinit')).decode() \
+                .split() == ['meta-data', 'network-config', 'user-data']
 
 
 def test_state(mount):
