@@ -61,9 +61,12 @@ void hx_fuse_open_write(fuse_req_t req, hx_inode *e, const hx_obj *o, struct fus
             return;
         }
     }
-    /* O_TRUNC: an empty buffer, but nothing to commit until something is written. Shells open,
-     * dup2 and close the first descriptor before the command writes (bash `cat f > doc`): that
-     * close must not commit an empty document. */
+    /* O_TRUNC: an empty buffer. Shells open, dup2 and close the first descriptor before the
+     * command writes (bash `cat f > doc`), so that first close commits the empty document only
+     * where empty is a valid content (`: > user-data` clears it); a config.json is not
+     * committed empty on the way to its new content. */
+    if (h->kind == HX_FH_WDOC && (fi->flags & O_TRUNC) && (k->flags & HX_KF_EMPTY_OK))
+        h->dirty = 1;
     /* Writes and reads go to this handle, never through the page cache. */
     fi->direct_io = 1;
     if (h->kind == HX_FH_CTL)

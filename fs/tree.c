@@ -380,7 +380,7 @@ const hx_kind hx_kinds[] = {
       .version = hx_tree_snap_version),
     K("/nodes/{node}/vms/{vm}/snapshots/{snap}/description", HX_FT_DOC, WDOC_MODE, HX_SCOPE_VM,
       SNAP_TTL_MS, hx_render_snap_description, "the snapshot's description; write a new one",
-      .commit = hx_tree_snap_desc_commit, .version = hx_tree_snap_version),
+      .commit = hx_tree_snap_desc_commit, .version = hx_tree_snap_version, .flags = HX_KF_EMPTY_OK),
     K("/nodes/{node}/vms/{vm}/snapshots/{snap}/revert", HX_FT_DOC, CTL_MODE, HX_SCOPE_VM, 0,
       hx_render_empty, "write 1 to revert the VM to this snapshot", .ctl = hx_tree_snap_revert_ctl,
       .version = hx_tree_snap_version),
@@ -389,14 +389,14 @@ const hx_kind hx_kinds[] = {
       .flags = HX_KF_SCRATCH),
     K("/nodes/{node}/vms/{vm}/cloudinit/user-data", HX_FT_DOC, WDOC_MODE, HX_SCOPE_VM, 0,
       hx_render_vm_cloudinit, "cloud-init user-data; write it, empty it or remove it to clear it",
-      .commit = hx_tree_vm_cloudinit_commit, .flags = HX_KF_UNLINK_CLEARS),
+      .commit = hx_tree_vm_cloudinit_commit, .flags = HX_KF_UNLINK_CLEARS | HX_KF_EMPTY_OK),
     K("/nodes/{node}/vms/{vm}/cloudinit/meta-data", HX_FT_DOC, WDOC_MODE, HX_SCOPE_VM, 0,
       hx_render_vm_cloudinit, "cloud-init meta-data; write it, empty it or remove it to clear it",
-      .commit = hx_tree_vm_cloudinit_commit, .flags = HX_KF_UNLINK_CLEARS),
+      .commit = hx_tree_vm_cloudinit_commit, .flags = HX_KF_UNLINK_CLEARS | HX_KF_EMPTY_OK),
     K("/nodes/{node}/vms/{vm}/cloudinit/network-config", HX_FT_DOC, WDOC_MODE, HX_SCOPE_VM, 0,
       hx_render_vm_cloudinit,
       "cloud-init network-config; write it, empty it or remove it to clear it",
-      .commit = hx_tree_vm_cloudinit_commit, .flags = HX_KF_UNLINK_CLEARS),
+      .commit = hx_tree_vm_cloudinit_commit, .flags = HX_KF_UNLINK_CLEARS | HX_KF_EMPTY_OK),
 };
 const size_t hx_n_kinds = sizeof(hx_kinds) / sizeof(hx_kinds[0]);
 

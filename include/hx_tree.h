@@ -59,6 +59,9 @@ typedef int (*hx_link_fn)(const hx_obj *o, char *buf, size_t size);
 /* Kind flags. */
 enum {
     HX_KF_SCRATCH = 1, /* a directory where new names are scratch files (file-semantics.md 2) */
+    /* A writable document for which empty is a valid content (`: > f` clears it). Others commit
+     * nothing on a truncating open without a write. */
+    HX_KF_EMPTY_OK = 1 << 3,
     /* A writable document that may be empty: unlink, and truncate to 0 without an open file,
      * commit an empty document (it clears it) instead of failing with EPERM. */
     HX_KF_UNLINK_CLEARS = 2,
