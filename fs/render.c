@@ -1,5 +1,6 @@
 /* How each document of the tree renders, from the backend's views. */
 #include "render.h"
+#include "hx_jobs.h"
 #include "apply.h"
 #include "hx_stats.h"
 
@@ -232,4 +233,41 @@ int hx_render_audit(const hx_obj *o, hx_buf *out)
     if (!a)
         return 0;
     return hx_audit_render(a, HX_AUDIT_SHOWN, out);
+}
+
+int hx_render_empty(const hx_obj *o, hx_buf *out)
+{
+    (void)o;
+    (void)out;
+    return 0;
+}
+
+int hx_render_job_status(const hx_obj *o, hx_buf *out)
+{
+    json_t *st = NULL;
+    int r = hx_jobs_status(o->sub, &st);
+    if (r < 0)
+        return r;
+    r = hx_render_json(st, out);
+    json_decref(st);
+    return r;
+}
+
+int hx_render_job_log(const hx_obj *o, hx_buf *out)
+{
+    return hx_jobs_log_text(o->sub, out);
+}
+
+/* The VM's last clone job, or nothing. */
+int hx_render_vm_clone(const hx_obj *o, hx_buf *out)
+{
+    json_t *st = NULL;
+    int r = hx_jobs_last_of("clone", o->vm_uuid, &st);
+    if (r == -ENOENT)
+        return 0;
+    if (r < 0)
+        return r;
+    r = hx_render_json(st, out);
+    json_decref(st);
+    return r;
 }

@@ -22,3 +22,7 @@ int hx_render_vm_domxml(const hx_obj *o, hx_buf *out);
 int hx_render_vm_metrics(const hx_obj *o, hx_buf *out);
 int hx_render_last_error(const hx_obj *o, hx_buf *out);
 int hx_render_audit(const hx_obj *o, hx_buf *out);
+int hx_render_empty(const hx_obj *o, hx_buf *out);
+int hx_render_job_status(const hx_obj *o, hx_buf *out);
+int hx_render_job_log(const hx_obj *o, hx_buf *out);
+int hx_render_vm_clone(const hx_obj *o, hx_buf *out);
