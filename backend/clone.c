@@ -163,6 +163,11 @@ static void hx_clone_req_free(void *p)
     free(q);
 }
 
+static void hx_clone_reqp(hx_clone_req **q)
+{
+    hx_clone_req_free(*q);
+}
+
 /* ---- checks ---- */
 
 /* The value of an attribute of the first node xpath finds under ctx's node, or NULL. */
@@ -792,22 +797,31 @@ static int hx_clone_run(hx_job *j, void *arg, char **msg)
 
 /* Removes what an unfinished clone created: its domain (by the UUID it was given), then its
  * volumes. Waits for the node after a daemon start. */
-static void hx_clone_undo(const json_t *undo)
+static int hx_clone_undo(const json_t *undo)
 {
     const char *node = json_string_value(json_object_get(undo, "node"));
     const char *name = json_string_value(json_object_get(undo, "name"));
     const char *uuid = json_string_value(json_object_get(undo, "domain"));
     if (!node)
-        return;
-    hx_autonode hx_node *n = hx_cluster_get(hx_clone_cl, node);
+        return 0;
+    /* After a start the node may not even be configured yet, let alone connected. */
+    hx_node *n0 = NULL;
     virConnectPtr c0 = NULL;
-    for (int waited = 0; n && !(c0 = hx_node_conn(n)) && waited < HX_CLONE_UNDO_WAIT_MS;
-         waited += 100)
+    for (int waited = 0; waited < HX_CLONE_UNDO_WAIT_MS; waited += 100) {
+        n0 = hx_cluster_get(hx_clone_cl, node);
+        c0 = n0 ? hx_node_conn(n0) : NULL;
+        if (c0)
+            break;
+        if (n0)
+            hx_node_unref(n0);
+        n0 = NULL;
         usleep(100000);
+    }
+    hx_autonode hx_node *n = n0;
     hx_autoconn virConnectPtr c = c0;
     if (!c) {
         hx_err("clone %s: node %s is offline: cannot remove what the clone created", name, node);
-        return;
+        return -1;
     }
     if (uuid) {
         hx_autodom virDomainPtr d = virDomainLookupByUUIDString(c, uuid);
@@ -824,6 +838,17 @@ static void hx_clone_undo(const json_t *undo)
     hx_volumes_delete(c, json_object_get(undo, "volumes"), name ? name : "clone");
     if (uuid && name)
         hx_vm_refresh(n, name, uuid);
+    /* What is still there after the deletes failed. */
+    int left = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach (json_object_get(undo, "volumes"), i, v) {
+        hx_autovol virStorageVolPtr vol =
+            hx_clone_vol(c, json_string_value(json_object_get(v, "pool")),
+                         json_string_value(json_object_get(v, "name")));
+        left |= vol != NULL;
+    }
+    return left ? -1 : 0;
 }
 
 void hx_clone_init(hx_cluster *cl)
@@ -880,7 +905,7 @@ int hx_clone_start(hx_cluster *cl, const char *node, const char *vm, const char 
         free(q);
         return r;
     }
-    __attribute__((cleanup(hx_clone_req_free))) hx_clone_req *held = q;
+    __attribute__((cleanup(hx_clone_reqp))) hx_clone_req *held = q;
     char where[HX_NODE_NAME_MAX];
     if (hx_clone_name_taken(cl, q->name, where, sizeof(where)))
         return hx_fail(msg, -EEXIST, "cannot clone VM %s to %s: the name is taken on node %s", vm,

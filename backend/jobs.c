@@ -235,13 +235,20 @@ static void hx_jb_run_undo(long long id, const char *type, const char *undo_text
         fn = hx_jb_undo_of(type);
     }
     hx_autojson json_t *undo = undo_text ? json_loads(undo_text, 0, NULL) : NULL;
-    if (fn && undo)
-        fn(undo);
+    int r = fn && json_is_object(undo) ? fn(undo) : 0;
     HX_JB_LOCKED;
+    if (r < 0) {
+        /* The undo stays in the record: the next daemon start tries again. */
+        hx_jb_exec("record a cleanup", "UPDATE jobs SET cleanup='failed' WHERE id=?1", "i", id);
+        hx_jb_log_locked(id, "cleanup failed: see the daemon's log; it is tried again at the "
+                             "next start");
+        return;
+    }
     hx_jb_exec("record a cleanup", "UPDATE jobs SET cleanup='done', undo=NULL WHERE id=?1", "i",
                id);
-    hx_jb_log_locked(id, undo ? "cleanup done: everything the job created is removed"
-                              : "cleanup done: the job had created nothing");
+    hx_jb_log_locked(id, json_is_object(undo)
+                             ? "cleanup done: everything the job created is removed"
+                             : "cleanup done: the job had created nothing");
 }
 
 static void *hx_jb_recover_main(void *arg)
@@ -254,7 +261,7 @@ static void *hx_jb_recover_main(void *arg)
         hx_autostmt sqlite3_stmt *st = NULL;
         if (hx_jb_db && sqlite3_prepare_v2(hx_jb_db,
                                            "SELECT id, type, undo FROM jobs WHERE"
-                                           " cleanup='pending' ORDER BY id",
+                                           " cleanup IN ('pending','failed') ORDER BY id",
                                            -1, &st, NULL) == SQLITE_OK)
             while (sqlite3_step(st) == SQLITE_ROW)
                 json_array_append_new(

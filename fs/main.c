@@ -178,6 +178,7 @@ static void *hx_watch_main(void *arg)
         if (hit) {
             hx_info("configuration %s changed: reloading", hx_conf_path);
             hx_load_and_apply();
+            hx_jobs_recover();
         } else if (gone) {
             hx_warn("configuration %s was removed; keeping the current nodes", hx_conf_path);
         }
@@ -307,7 +308,6 @@ int main(int argc, char *argv[])
         hx_main_cl = hx_cluster_new(hx_notify_change, NULL);
         hx_tree_init(hx_main_cl);
         hx_clone_init(hx_main_cl);
-        hx_jobs_recover();
         if (hx_notify_start(se) == 0 && hx_stream_start(events) == 0) {
             hx_load_and_apply();
             if (pipe2(hx_watch_pipe, O_CLOEXEC) == 0)

@@ -25,8 +25,9 @@ typedef struct hx_job hx_job;
 /* The body of a job, on the job's thread: returns 0 or -errno with *msg a malloc'd sentence.
  * -ECANCELED when it stopped because hx_job_check said so. */
 typedef int (*hx_job_fn)(hx_job *j, void *arg, char **msg);
-/* Removes what the undo document names; runs on a job thread or the recovery thread. */
-typedef void (*hx_job_undo_fn)(const json_t *undo);
+/* Removes what the undo document names; runs on a job thread or the recovery thread. 0, or -1
+ * when something could not be removed (the record then says cleanup "failed"). */
+typedef int (*hx_job_undo_fn)(const json_t *undo);
 
 /* Opens the database (tables created when missing), marks every job left queued or running as
  * "interrupted" (its undo still pending). 0 or -1 with *err a malloc'd sentence. */

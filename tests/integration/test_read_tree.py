@@ -24,14 +24,15 @@ def mib(el):
 def test_ls_nodes_and_vms(mount):
     assert sh('ls', mount).decode().split() == ['README', 'cluster', 'events', 'nodes', 'version']
     assert sh('ls', os.path.join(mount, 'nodes')).decode().split() == NODES
-    assert sh('ls', os.path.join(mount, 'cluster')).decode().split() == ['audit', 'status']
+    assert sh('ls', os.path.join(mount, 'cluster')).decode().split() == ['audit', 'jobs', 'status']
     for n in NODES:
         assert sh('ls', os.path.join(mount, 'nodes', n)).decode().split() == \
             ['info.json', 'last_error', 'metrics.json', 'status', 'uri', 'vms']
         assert sh('ls', os.path.join(mount, 'nodes', n, 'vms')).decode().split() == sorted(VMS[n])
         for vm in VMS[n]:
             assert sh('ls', os.path.join(mount, 'nodes', n, 'vms', vm)).decode().split() == \
-                ['config.json', 'domain.xml', 'last_error', 'live.json', 'metrics.json', 'state']
+                ['clone', 'config.json', 'domain.xml', 'last_error', 'live.json', 'metrics.json',
+                 'state']
 
 
 def test_state(mount):
