@@ -120,6 +120,18 @@ static int hx_clone_name_reserve(const char *name)
     return r;
 }
 
+int hx_clone_name_busy(const char *name)
+{
+    pthread_mutex_lock(&hx_clone_mu);
+    size_t i;
+    json_t *v;
+    int busy = 0;
+    json_array_foreach (hx_clone_names, i, v)
+        busy |= strcmp(json_string_value(v), name) == 0;
+    pthread_mutex_unlock(&hx_clone_mu);
+    return busy;
+}
+
 static void hx_clone_name_release(const char *name)
 {
     pthread_mutex_lock(&hx_clone_mu);
@@ -188,6 +200,22 @@ static char *hx_clone_vol_format(virStorageVolPtr v)
     hx_autoxpctx xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
     char *f = ctx ? hx_clone_xp_str(ctx, xmlDocGetRootElement(doc), "target/format/@type") : NULL;
     return f ? f : strdup("raw");
+}
+
+/* The backing file of a volume (a linked clone's template disk), or NULL. */
+static char *hx_clone_vol_backing(virStorageVolPtr v)
+{
+    hx_autofree char *xml = virStorageVolGetXMLDesc(v, 0);
+    hx_autoxml xmlDocPtr doc = hx_clone_parse(xml);
+    if (!doc)
+        return NULL;
+    hx_autoxpctx xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
+    char *b = ctx ? hx_clone_xp_str(ctx, xmlDocGetRootElement(doc), "backingStore/path") : NULL;
+    if (b && !*b) {
+        free(b);
+        b = NULL;
+    }
+    return b;
 }
 
 /* Whether the first byte of a volume can be read through libvirt (a download stream of 1 byte). */
@@ -260,6 +288,12 @@ static int hx_clone_plan_disks(hx_clone_req *q, virConnectPtr sc, virConnectPtr 
         if (virStorageVolGetInfo(sv, &info) < 0)
             return hx_fail(msg, -EIO, "VM %s: disk %s: %s", q->vm, t, virGetLastErrorMessage());
         hx_autofree char *format = hx_clone_vol_format(sv);
+        hx_autofree char *backing = hx_clone_vol_backing(sv);
+        if (backing && !q->linked)
+            return hx_fail(msg, -EINVAL,
+                           "VM %s: disk %s has a backing file (%s): a full copy of its file "
+                           "would still depend on it, which is not supported",
+                           q->vm, t, backing);
         hx_autofree char *path = virStorageVolGetPath(sv);
         const char *spool = virStoragePoolGetName(sp);
         const char *fmt = q->linked ? "qcow2" : format;
@@ -815,6 +849,11 @@ static int hx_clone_run(hx_job *j, void *arg, char **msg)
     hx_autofree char *xml = hx_clone_domxml(q, dc);
     if (!xml)
         return hx_fail(msg, -EIO, "clone %s: cannot build its domain XML", q->name);
+    /* mkdir checks running clones' names, but one may have passed its check before ours. */
+    char where[HX_NODE_NAME_MAX];
+    if (hx_clone_name_taken(hx_clone_cl, q->name, where, sizeof(where)))
+        return hx_fail(msg, -EEXIST, "clone %s: the name was taken on node %s meanwhile", q->name,
+                       where);
     json_object_set_new(undo, "domain", json_string(q->new_uuid));
     hx_job_set_undo(j, undo);
     if (hx_job_check(j) < 0)
@@ -866,7 +905,7 @@ static int hx_clone_undo(const json_t *undo)
     /* After a start the node may not even be configured yet, let alone connected. */
     hx_node *n0 = NULL;
     virConnectPtr c0 = NULL;
-    for (int waited = 0; waited < HX_CLONE_UNDO_WAIT_MS; waited += 100) {
+    for (int waited = 0;; waited += 100) {
         n0 = hx_cluster_get(hx_clone_cl, node);
         c0 = n0 ? hx_node_conn(n0) : NULL;
         if (c0)
@@ -874,6 +913,8 @@ static int hx_clone_undo(const json_t *undo)
         if (n0)
             hx_node_unref(n0);
         n0 = NULL;
+        if (waited >= HX_CLONE_UNDO_WAIT_MS || hx_jobs_stopping())
+            break;
         usleep(100000);
     }
     hx_autonode hx_node *n = n0;
@@ -894,20 +935,26 @@ static int hx_clone_undo(const json_t *undo)
                 hx_info("clone %s: undefined the unfinished VM on node %s", name, node);
         }
     }
-    hx_volumes_delete(c, json_object_get(undo, "volumes"), name ? name : "clone");
     if (uuid && name)
         hx_vm_refresh(n, name, uuid);
-    /* What is still there after the deletes failed. */
-    int left = 0;
-    size_t i;
-    json_t *v;
-    json_array_foreach (json_object_get(undo, "volumes"), i, v) {
-        hx_autovol virStorageVolPtr vol =
-            hx_clone_vol(c, json_string_value(json_object_get(v, "pool")),
-                         json_string_value(json_object_get(v, "name")));
-        left |= vol != NULL;
+    /* libvirtd refuses to delete a volume while a stream of a client that went away (a daemon
+     * that died mid-upload) still holds it: it lets go within a moment, so try a few times. */
+    for (int attempt = 0; attempt < 20; attempt++) {
+        hx_volumes_delete(c, json_object_get(undo, "volumes"), name ? name : "clone");
+        int left = 0;
+        size_t i;
+        json_t *v;
+        json_array_foreach (json_object_get(undo, "volumes"), i, v) {
+            hx_autovol virStorageVolPtr vol =
+                hx_clone_vol(c, json_string_value(json_object_get(v, "pool")),
+                             json_string_value(json_object_get(v, "name")));
+            left |= vol != NULL;
+        }
+        if (!left)
+            return 0;
+        usleep(250000);
     }
-    return left ? -1 : 0;
+    return -1;
 }
 
 void hx_clone_init(hx_cluster *cl)

@@ -66,7 +66,7 @@ static sqlite3 *hx_jb_db;
 static hx_events *hx_jb_events;
 static hx_job *hx_jb_running;
 static int hx_jb_threads; /* job and recovery threads alive */
-static int hx_jb_closing;
+static atomic_int hx_jb_closing;
 static hx_undo_type hx_jb_undo[8];
 static size_t hx_jb_n_undo;
 static _Atomic uint64_t hx_jb_version = 1;
@@ -219,6 +219,11 @@ static hx_job_undo_fn hx_jb_undo_of(const char *type)
         if (strcmp(hx_jb_undo[i].type, type) == 0)
             return hx_jb_undo[i].fn;
     return NULL;
+}
+
+int hx_jobs_stopping(void)
+{
+    return atomic_load(&hx_jb_closing);
 }
 
 void hx_jobs_set_changed(void (*fn)(const char *id))

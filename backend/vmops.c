@@ -1,5 +1,6 @@
 /* Actions on VMs through libvirt: lifecycle, config.json commits, create, delete. */
 #include "hx_vmops.h"
+#include "hx_clone.h"
 #include "hx_domxml.h"
 #include "hx_log.h"
 #include "hx_util.h"
@@ -706,6 +707,9 @@ int hx_vm_create(hx_cluster *cl, const char *node, const char *name, char **msg)
         }
     }
     hx_strv_free(nodes);
+    if (hx_clone_name_busy(name))
+        return hx_fail(msg, -EEXIST, "cannot create VM %s: a clone of that name is being made",
+                       name);
     hx_autoconn virConnectPtr conn = hx_node_conn(n);
     if (!conn)
         return hx_fail(msg, -EHOSTDOWN, "cannot create VM %s: node %s is offline", name, node);

@@ -178,7 +178,6 @@ static void *hx_watch_main(void *arg)
         if (hit) {
             hx_info("configuration %s changed: reloading", hx_conf_path);
             hx_load_and_apply();
-            hx_jobs_recover();
         } else if (gone) {
             hx_warn("configuration %s was removed; keeping the current nodes", hx_conf_path);
         }
@@ -310,6 +309,8 @@ int main(int argc, char *argv[])
         hx_clone_init(hx_main_cl);
         if (hx_notify_start(se) == 0 && hx_stream_start(events) == 0) {
             hx_load_and_apply();
+            /* After the nodes are configured: cleanups wait for their node to connect. */
+            hx_jobs_recover();
             if (pipe2(hx_watch_pipe, O_CLOEXEC) == 0)
                 pthread_create(&hx_watch_thread, NULL, hx_watch_main, NULL);
             hx_info("horcruxfs %s serving %s from %s", HX_VERSION, cl.mountpoint, hx_conf_path);

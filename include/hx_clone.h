@@ -17,3 +17,6 @@ void hx_clone_init(hx_cluster *cl);
  * -EHOSTDOWN, -EIO, with *msg. */
 int hx_clone_start(hx_cluster *cl, const char *node, const char *vm, const char *uuid,
                    const char *req, size_t len, char **msg);
+
+/* 1 when a running clone job will define a VM of that name (mkdir checks it too). */
+int hx_clone_name_busy(const char *name);

@@ -38,6 +38,8 @@ void hx_jobs_register(const char *type, hx_job_undo_fn undo);
 void hx_jobs_recover(void);
 /* Stops every running job ("interrupted", undo done), waits for them, closes the database. */
 void hx_jobs_close(void);
+/* 1 once hx_jobs_close began: long waits in undo functions give up. */
+int hx_jobs_stopping(void);
 /* Called (from any thread, must not block) after a job's record changed; id NULL = the list. */
 void hx_jobs_set_changed(void (*fn)(const char *id));
 

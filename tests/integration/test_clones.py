@@ -7,6 +7,7 @@ disk with qemu-io on the host path, and removes everything it created, even on f
 import errno
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -228,9 +229,12 @@ def test_linked_clone_of_template(made, bed, mount):
 
 def test_cross_node_full_clone(made, bed, mount):
     _, vol = make_vm(made, 'n1', 'cx1', 64 * MiB, data=DATA)
-    job = clone(made, 'n1', 'cx1', {'name': 'cx1c', 'node': 'n2', 'keep_macs': True})
+    job = clone(made, 'n1', 'cx1', {'name': 'cx1c', 'node': 'n2', 'keep_macs': True,
+                                     'start': True})
     st = wait_job(mount, job)
     assert st['state'] == 'done', st
+    assert read(os.path.join(mount, 'nodes/n2/vms/cx1c/state')) == 'running\n'
+    write_file(os.path.join(mount, 'nodes/n2/vms/cx1c/state'), 'stop')
     assert st['result']['verified'] is True and st['result']['node'] == 'n2'
     assert st['bytes_done'] == st['bytes_total'] > 0
     assert qemu_img_compare(host_path(bed, 'n1', vol), host_path(bed, 'n2', 'cx1c-vda.qcow2')) == 0
@@ -357,3 +361,23 @@ def test_time_full_clone_of_full_disk(made, bed, mount):
     print('\n[clones] 1 GiB raw disk, all data: full clone %.2f s (copy and verify)' % full)
     os.rmdir(os.path.join(mount, 'nodes/n1/vms/cfullc'))
     assert 'cfullc-vda.img' not in vols(bed, 'n1')
+
+
+def test_killed_daemon_job_cleaned_up_at_start(made, bed, mount, heavy_vm, mounted_daemon):
+    """A daemon that dies mid-clone: the next start marks the job interrupted and removes what
+    it had created, from the job's record."""
+    before_n2 = vols(bed, 'n2')
+    job = clone(made, 'n1', 'cheavy', {'name': 'cbigk', 'node': 'n2'})
+    v, _ = wait_for(lambda: status(mount, job)['bytes_done'] > 0, 30, 0.01)
+    assert v
+    mounted_daemon.send(signal.SIGKILL)
+    mounted_daemon.proc.wait(10)
+    mounted_daemon.force_cleanup()
+    mounted_daemon.start(wait_node=['n1', 'n2'])
+    st = wait_job(mount, job, 30)
+    assert st['state'] == 'interrupted' and st['cleanup'] == 'done', st
+    assert vols(bed, 'n2') == before_n2
+    assert 'cbigk' not in domains(bed, 'n2')
+    assert 'cleanup done' in read(os.path.join(mount, 'cluster/jobs', job, 'log'))
+    # the source is free again
+    set_config(heavy_vm[0], tags=['after-kill'])
