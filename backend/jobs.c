@@ -364,6 +364,9 @@ static void *hx_jb_main(void *arg)
                         : r == -ECANCELED && stop == 2 ? "interrupted"
                         : r == -ECANCELED              ? "cancelled"
                                                        : "failed";
+    if (r == -ECANCELED && !msg)
+        msg = strdup(stop == 2 ? "the daemon stopped while the job ran"
+                               : "cancelled (a write to its cancel file)");
     if (r < 0 && !msg && asprintf(&msg, "job %s: %s", j->idstr, strerror(-r)) < 0)
         msg = NULL;
     hx_autofree char *undo = NULL;
@@ -377,10 +380,11 @@ static void *hx_jb_main(void *arg)
                 sqlite3_bind_int64(st, 1, j->id) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
                 sqlite3_column_text(st, 0))
                 undo = strdup((const char *)sqlite3_column_text(st, 0));
-            hx_jb_exec("record a cleanup",
-                       "UPDATE jobs SET cleanup='pending', phase=?1 WHERE id=?2", "ti",
-                       "cleaning up", j->id);
+            /* The phase stays where the job stopped; cleanup tells how the undo goes. */
+            hx_jb_exec("record a cleanup", "UPDATE jobs SET cleanup='pending' WHERE id=?1", "i",
+                       j->id);
             hx_jb_log_locked(j->id, msg ? msg : state);
+            hx_jb_log_locked(j->id, "cleaning up");
         }
     }
     if (r < 0) {

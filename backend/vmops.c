@@ -544,6 +544,9 @@ char *hx_volumes_record(const char *xml, json_t *vols)
     return hx_xml_dump(doc, NULL);
 }
 
+static int hx_vm_linked_clone(hx_cluster *cl, const char *node, const hx_vm_view *tmpl, char *out,
+                              size_t size);
+
 /* ---- config.json ---- */
 
 /* Applies to the running VM what it can take now; the rest waits for the next boot (live.json
@@ -613,6 +616,13 @@ int hx_vm_apply_config(hx_cluster *cl, const char *node, const char *vm, const c
     int r = hx_vmctx_open(cl, node, vm, uuid, &c, msg);
     if (r < 0)
         return r;
+    /* A template's disks are the backing files of its linked clones: it must not start. */
+    char clone[HX_VM_NAME_MAX];
+    if (json_is_false(json_object_get(cfg, "template")) && hx_vm_is_template(c.view.config_json) &&
+        hx_vm_linked_clone(cl, node, &c.view, clone, sizeof(clone)))
+        return hx_fail(msg, -EBUSY,
+                       "VM %s stays a template while linked clones use its disks (%s does)", vm,
+                       clone);
     hx_domxml_env env = {.network_exists = hx_env_network,
                          .bridge_exists = hx_env_bridge,
                          .pool_exists = hx_env_pool,

@@ -214,11 +214,14 @@ def test_linked_clone_of_template(made, bed, mount):
     c = json.loads(read(os.path.join(mount, 'nodes/n1/vms/ct1l/config.json')))
     assert c['template'] is False
     # the template cannot go while a clone hangs on it
-    assert not os.path.exists(os.path.join(mount, 'nodes/n1/vms/ct1l/nope'))
     with pytest.raises(OSError) as e:
         os.rmdir(src)
     assert e.value.errno == errno.EBUSY
     assert 'ct1l' in read(os.path.join(src, 'last_error'))
+    # nor stop being a template
+    cfg = json.loads(read(os.path.join(src, 'config.json')))
+    cfg['template'] = False
+    assert write_err(os.path.join(src, 'config.json'), json.dumps(cfg)) == errno.EBUSY
     # linked across nodes is refused
     assert write_err(f, json.dumps({'name': 'ct1x', 'mode': 'linked', 'node': 'n2'})) == \
         errno.EINVAL
