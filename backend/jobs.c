@@ -70,7 +70,7 @@ static atomic_int hx_jb_closing;
 static hx_undo_type hx_jb_undo[8];
 static size_t hx_jb_n_undo;
 static _Atomic uint64_t hx_jb_version = 1;
-static void (*hx_jb_changed)(const char *id);
+static void (*_Atomic hx_jb_changed)(const char *id);
 
 static void hx_jb_unlockp(pthread_mutex_t **m)
 {
@@ -119,8 +119,9 @@ static long long hx_jb_parse_id(const char *s)
 static void hx_jb_touch(const char *id)
 {
     atomic_fetch_add(&hx_jb_version, 1);
-    if (hx_jb_changed)
-        hx_jb_changed(id);
+    void (*fn)(const char *) = atomic_load(&hx_jb_changed);
+    if (fn)
+        fn(id);
 }
 
 /* Runs one statement with bound values under the lock. fmt letters: i int64, t text (NULL ok).
@@ -228,7 +229,7 @@ int hx_jobs_stopping(void)
 
 void hx_jobs_set_changed(void (*fn)(const char *id))
 {
-    hx_jb_changed = fn;
+    atomic_store(&hx_jb_changed, fn);
 }
 
 /* Runs the undo recorded for job id (outside the lock) and marks the cleanup done. */
