@@ -381,9 +381,12 @@ static json_t *read_tags(struct conv *c, xmlNode *vm)
     return take(&tags);
 }
 
-static bool read_protected(struct conv *c, xmlNode *vm)
+/* A boolean child of <horcrux:vm> (protected, template); false when absent. */
+static bool read_flag(struct conv *c, xmlNode *vm, const char *name)
 {
-    AUTO_STR *s = vm ? xp_str(c, vm, "*[local-name()='protected']") : NULL;
+    char xp[64];
+    snprintf(xp, sizeof(xp), "*[local-name()='%s']", name);
+    AUTO_STR *s = vm ? xp_str(c, vm, xp) : NULL;
     if (!s)
         return false;
     const char *t = trim(s);
@@ -391,7 +394,7 @@ static bool read_protected(struct conv *c, xmlNode *vm)
         return true;
     if (!strcmp(t, "false") || !strcmp(t, "0") || !*t)
         return false;
-    fail(c, "metadata protected value '%s' is not true or false", t);
+    fail(c, "metadata %s value '%s' is not true or false", name, t);
     return false;
 }
 
@@ -494,7 +497,8 @@ static json_t *convert(struct conv *c, const char *xml, int autostart)
     AUTO_JSON *boot = c->msg ? NULL : read_boot(c, root);
     xmlNode *vm = xp_node(c, root, "metadata/hx:vm");
     AUTO_JSON *tags = read_tags(c, vm);
-    bool protect = read_protected(c, vm);
+    bool protect = read_flag(c, vm, "protected");
+    bool template = read_flag(c, vm, "template");
     if (c->msg)
         return NULL;
 
@@ -502,12 +506,12 @@ static json_t *convert(struct conv *c, const char *xml, int autostart)
     json_t *config = json_pack_ex(
         &jerr, 0,
         "{s:s, s:s?, s:s, s:s?, s:I, s:I, s:O?, s:O?, s:s?, s:s?, s:s, s:O, s:b, s:O, s:O, s:O,"
-        " s:O, s:b}",
+        " s:O, s:b, s:b}",
         "name", name, "uuid", uuid, "description", desc ? desc : "", "type", type, "vcpus",
         (json_int_t)vcpus, "max_vcpus", (json_int_t)max_vcpus, "memory_mib", mem_j,
         "max_memory_mib", max_mem_j, "machine", machine, "arch", arch, "firmware", firmware, "boot",
         boot, "autostart", autostart != 0, "disks", disks, "nics", nics, "graphics", graphics,
-        "tags", tags, "protected", protect);
+        "tags", tags, "protected", protect, "template", template);
     if (!config)
         fail(c, "cannot build config.json (%s)", jerr.text);
     return config;
@@ -543,9 +547,9 @@ json_t *hx_domxml_to_config(const char *xml, int autostart, hx_domxml_size_fn si
 /* ---- dump -------------------------------------------------------------------------------- */
 
 const char *const hx_domxml_top_keys[] = {
-    "name",           "uuid",     "description", "type",      "vcpus", "max_vcpus", "memory_mib",
-    "max_memory_mib", "machine",  "arch",        "firmware",  "boot",  "autostart", "disks",
-    "nics",           "graphics", "tags",        "protected", NULL};
+    "name",           "uuid",     "description", "type",      "vcpus",    "max_vcpus", "memory_mib",
+    "max_memory_mib", "machine",  "arch",        "firmware",  "boot",     "autostart", "disks",
+    "nics",           "graphics", "tags",        "protected", "template", NULL};
 const char *const hx_domxml_disk_keys[] = {
     "target", "bus", "device", "source", "source_type", "format", "readonly", "size_bytes", NULL};
 const char *const hx_domxml_nic_keys[] = {"mac", "type", "network", "bridge", "model", NULL};

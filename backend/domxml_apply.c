@@ -1375,14 +1375,31 @@ static bool local_is(const xmlNode *n, const char *name)
     return n->type == XML_ELEMENT_NODE && xmlStrEqual(n->name, BAD_CAST name);
 }
 
+/* Sets a boolean child of <horcrux:vm> (protected, template). */
+static int set_flag(struct ap *a, xmlNode *vm, const char *name, const json_t *value)
+{
+    const char *v = json_is_true(value) ? "true" : "false";
+    xmlNode *p = NULL;
+    for (xmlNode *n = vm->children; n && !p; n = n->next)
+        if (local_is(n, name))
+            p = n;
+    if (!p) {
+        p = xmlNewDocNode(a->doc, vm->ns, BAD_CAST name, NULL);
+        if (!p || place(a, vm, NULL, p))
+            return p ? a->rc : oom(a);
+    }
+    return set_text(a, p, v);
+}
+
 static int apply_metadata(struct ap *a, const json_t *config)
 {
-    bool c_tags, c_prot;
+    bool c_tags, c_prot, c_tmpl;
     json_t *tags = field(a, "", config, a->cur, "tags", T_ARR, NULL, &c_tags);
     json_t *prot = tags ? field(a, "", config, a->cur, "protected", T_BOOL, NULL, &c_prot) : NULL;
-    if (!prot)
+    json_t *tmpl = prot ? field(a, "", config, a->cur, "template", T_BOOL, NULL, &c_tmpl) : NULL;
+    if (!tmpl)
         return a->rc;
-    if (!c_tags && !c_prot)
+    if (!c_tags && !c_prot && !c_tmpl)
         return 0;
     if (json_array_size(tags) > MAX_TAGS)
         return bad(a, "tags", "must have at most %d entries", MAX_TAGS);
@@ -1442,19 +1459,10 @@ static int apply_metadata(struct ap *a, const json_t *config)
                 return a->rc;
         }
     }
-    if (c_prot) {
-        const char *v = json_is_true(prot) ? "true" : "false";
-        xmlNode *p = NULL;
-        for (xmlNode *n = vm->children; n && !p; n = n->next)
-            if (local_is(n, "protected"))
-                p = n;
-        if (!p) {
-            p = xmlNewDocNode(a->doc, vm->ns, BAD_CAST "protected", NULL);
-            if (!p || place(a, vm, NULL, p))
-                return p ? a->rc : oom(a);
-        }
-        return set_text(a, p, v);
-    }
+    if (c_prot && set_flag(a, vm, "protected", prot))
+        return a->rc;
+    if (c_tmpl && set_flag(a, vm, "template", tmpl))
+        return a->rc;
     return 0;
 }
 

@@ -1,10 +1,12 @@
 /* Actions on VMs through libvirt: lifecycle, config.json commits, create, delete. */
 #include "hx_vmops.h"
 #include "hx_cloudinit.h"
+#include "hx_clone.h"
 #include "hx_domxml.h"
 #include "hx_log.h"
 #include "hx_util.h"
 #include "node.h"
+#include "vmops_priv.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -78,7 +80,7 @@ static int hx_str_same(const char *a, const char *b)
 }
 
 /* Sets *msg to a formatted sentence and returns err (negative errno). */
-static int __attribute__((format(printf, 3, 4))) hx_fail(char **msg, int err, const char *fmt, ...)
+int hx_fail(char **msg, int err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -89,7 +91,7 @@ static int __attribute__((format(printf, 3, 4))) hx_fail(char **msg, int err, co
 }
 
 /* The errno for libvirt's last error. */
-static int hx_virt_errno(void)
+int hx_virt_errno(void)
 {
     switch (virGetLastErrorCode()) {
     case VIR_ERR_NO_DOMAIN:
@@ -215,7 +217,7 @@ static int hx_vmctx_open(hx_cluster *cl, const char *node, const char *vm, const
 }
 
 /* Brings the node's cache up to date for this VM before the call returns. */
-static void hx_vm_refresh(hx_node *n, const char *name, const char *uuid)
+void hx_vm_refresh(hx_node *n, const char *name, const char *uuid)
 {
     int r = hx_node_call(n, HX_REQ_REFRESH, name, uuid, NULL);
     if (r < 0)
@@ -267,7 +269,7 @@ static int hx_action_run(virDomainPtr d, const char *word)
 }
 
 /* Whether the VM is a template (config.json "template": true), from its metadata. */
-static int hx_vm_is_template(const char *config_json)
+int hx_vm_is_template(const char *config_json)
 {
     hx_autojson json_t *cfg = config_json ? json_loads(config_json, 0, NULL) : NULL;
     return json_is_true(json_object_get(cfg, "template"));
@@ -378,7 +380,7 @@ static int64_t hx_env_volume(const char *pool, const char *vol, void *opaque)
 
 /* ---- volumes Horcrux creates ---- */
 
-static char *hx_xml_dump(xmlDocPtr doc, xmlNodePtr node)
+char *hx_xml_dump(xmlDocPtr doc, xmlNodePtr node)
 {
     xmlBufferPtr buf = xmlBufferCreate();
     if (!buf)
@@ -420,7 +422,7 @@ static char *hx_volume_xml(const char *name, unsigned long long bytes, const cha
     return hx_xml_dump(doc, root);
 }
 
-static void hx_volumes_delete(virConnectPtr conn, json_t *vols, const char *vm)
+void hx_volumes_delete(virConnectPtr conn, json_t *vols, const char *vm)
 {
     size_t i;
     json_t *v;
@@ -519,7 +521,7 @@ static json_t *hx_volumes_recorded(const char *xml)
 }
 
 /* Adds vols to the volume metadata of a domain XML; returns the new XML or NULL. */
-static char *hx_volumes_record(const char *xml, json_t *vols)
+char *hx_volumes_record(const char *xml, json_t *vols)
 {
     hx_autoxml xmlDocPtr doc =
         xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL,
@@ -551,6 +553,9 @@ static char *hx_volumes_record(const char *xml, json_t *vols)
     }
     return hx_xml_dump(doc, NULL);
 }
+
+static int hx_vm_linked_clone(hx_cluster *cl, const char *node, const hx_vm_view *tmpl, char *out,
+                              size_t size);
 
 /* ---- config.json ---- */
 
@@ -621,6 +626,13 @@ int hx_vm_apply_config(hx_cluster *cl, const char *node, const char *vm, const c
     int r = hx_vmctx_open(cl, node, vm, uuid, &c, msg);
     if (r < 0)
         return r;
+    /* A template's disks are the backing files of its linked clones: it must not start. */
+    char clone[HX_VM_NAME_MAX];
+    if (json_is_false(json_object_get(cfg, "template")) && hx_vm_is_template(c.view.config_json) &&
+        hx_vm_linked_clone(cl, node, &c.view, clone, sizeof(clone)))
+        return hx_fail(msg, -EBUSY,
+                       "VM %s stays a template while linked clones use its disks (%s does)", vm,
+                       clone);
     hx_domxml_env env = {.network_exists = hx_env_network,
                          .bridge_exists = hx_env_bridge,
                          .pool_exists = hx_env_pool,
@@ -732,6 +744,9 @@ int hx_vm_create(hx_cluster *cl, const char *node, const char *name, char **msg)
         }
     }
     hx_strv_free(nodes);
+    if (hx_clone_name_busy(name))
+        return hx_fail(msg, -EEXIST, "cannot create VM %s: a clone of that name is being made",
+                       name);
     hx_autoconn virConnectPtr conn = hx_node_conn(n);
     if (!conn)
         return hx_fail(msg, -EHOSTDOWN, "cannot create VM %s: node %s is offline", name, node);
@@ -754,6 +769,73 @@ int hx_vm_create(hx_cluster *cl, const char *node, const char *name, char **msg)
     return 0;
 }
 
+/* Whether the domain XML names template_uuid as the template it is linked to, or has a disk
+ * whose backing file is one of paths (the template's disk files). */
+static int hx_vm_hangs_on(const char *xml, const char *template_uuid, json_t *paths)
+{
+    hx_autoxml xmlDocPtr doc =
+        xml ? xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL,
+                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
+            : NULL;
+    __attribute__((cleanup(hx_xpctxp))) xmlXPathContextPtr ctx =
+        doc ? xmlXPathNewContext(doc) : NULL;
+    if (!ctx)
+        return 0;
+    __attribute__((cleanup(hx_xpobjp))) xmlXPathObjectPtr o = xmlXPathEvalExpression(
+        BAD_CAST "/domain/metadata/*[local-name()='vm']/*[local-name()='linked_from'] |"
+                 " /domain/devices/disk//backingStore/source/@file",
+        ctx);
+    int found = 0;
+    for (int i = 0; o && o->nodesetval && i < o->nodesetval->nodeNr && !found; i++) {
+        xmlChar *t = xmlNodeGetContent(o->nodesetval->nodeTab[i]);
+        if (t && hx_str_same((const char *)t, template_uuid))
+            found = 1;
+        size_t j;
+        json_t *p;
+        json_array_foreach (paths, j, p)
+            found |= t && hx_str_same((const char *)t, json_string_value(p));
+        xmlFree(t);
+    }
+    return found;
+}
+
+/* The name of a VM on the node whose disks hang on the template's, into out; 0 when none. */
+static int hx_vm_linked_clone(hx_cluster *cl, const char *node, const hx_vm_view *tmpl, char *out,
+                              size_t size)
+{
+    hx_autojson json_t *paths = json_array();
+    hx_autoxml xmlDocPtr doc =
+        tmpl->xml_config
+            ? xmlReadMemory(tmpl->xml_config, (int)strlen(tmpl->xml_config), "domain.xml", NULL,
+                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
+            : NULL;
+    __attribute__((cleanup(hx_xpctxp))) xmlXPathContextPtr ctx =
+        doc ? xmlXPathNewContext(doc) : NULL;
+    __attribute__((cleanup(hx_xpobjp))) xmlXPathObjectPtr o =
+        ctx ? xmlXPathEvalExpression(BAD_CAST "/domain/devices/disk/source/@file", ctx) : NULL;
+    for (int i = 0; o && o->nodesetval && i < o->nodesetval->nodeNr; i++) {
+        xmlChar *t = xmlNodeGetContent(o->nodesetval->nodeTab[i]);
+        if (t)
+            json_array_append_new(paths, json_string((const char *)t));
+        xmlFree(t);
+    }
+    char **names = NULL;
+    if (hx_cluster_vm_names(cl, node, &names, NULL) < 0)
+        return 0;
+    int found = 0;
+    for (char **p = names; p && *p && !found; p++) {
+        hx_vm_view v = {0};
+        if (strcmp(*p, tmpl->name) != 0 && hx_cluster_vm_view(cl, node, *p, NULL, &v) == 0 &&
+            hx_vm_hangs_on(v.xml_config, tmpl->uuid, paths)) {
+            hx_strlcpy(out, *p, size);
+            found = 1;
+        }
+        hx_vm_view_clear(&v);
+    }
+    hx_strv_free(names);
+    return found;
+}
+
 int hx_vm_delete(hx_cluster *cl, const char *node, const char *vm, const char *uuid, char **msg)
 {
     hx_autoctx hx_vmctx c;
@@ -765,6 +847,13 @@ int hx_vm_delete(hx_cluster *cl, const char *node, const char *vm, const char *u
     hx_autojson json_t *cfg = c.view.config_json ? json_loads(c.view.config_json, 0, NULL) : NULL;
     if (json_is_true(json_object_get(cfg, "protected")))
         return hx_fail(msg, -EPERM, "VM %s is protected (\"protected\": true in config.json)", vm);
+    char clone[HX_VM_NAME_MAX];
+    if (json_is_true(json_object_get(cfg, "template")) &&
+        hx_vm_linked_clone(cl, node, &c.view, clone, sizeof(clone)))
+        return hx_fail(msg, -EBUSY,
+                       "VM %s is a template with linked clones (%s uses its disks): delete them "
+                       "first",
+                       vm, clone);
     hx_autojson json_t *vols = hx_volumes_recorded(c.view.xml_config);
     unsigned flags = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
                      VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | VIR_DOMAIN_UNDEFINE_NVRAM;

@@ -8,7 +8,9 @@
 #include "apply.h"
 #include "fuse_priv.h"
 #include "hx_conf.h"
+#include "hx_clone.h"
 #include "hx_fuse.h"
+#include "hx_jobs.h"
 #include "hx_log.h"
 #include "hx_tree.h"
 
@@ -93,6 +95,22 @@ static void hx_usage(void)
            "FUSE options:\n");
     fuse_cmdline_help();
     fuse_lowlevel_help();
+}
+
+/* A job's record changed: drop the kernel's copy of the jobs listing and of the job's files. */
+static void hx_main_job_changed(const char *id)
+{
+    hx_obj o = {.kind = hx_tree_kind("/cluster/jobs")};
+    hx_notify_object(&o);
+    if (!id)
+        return;
+    hx_strlcpy(o.sub, id, sizeof(o.sub));
+    static const char *const kinds[] = {"/cluster/jobs/{job}", "/cluster/jobs/{job}/status.json",
+                                        "/cluster/jobs/{job}/log"};
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        o.kind = hx_tree_kind(kinds[i]);
+        hx_notify_object(&o);
+    }
 }
 
 /* ---- configuration file watch ---- */
@@ -279,11 +297,21 @@ int main(int argc, char *argv[])
     hx_apply_init(events, audit);
     hx_apply_set_changed(hx_notify_object);
     hx_apply_set_entry_changed(hx_notify_entry);
-    if (audit && hx_evloop_start() == 0) {
+    /* Jobs live in the audit database file, in tables of their own, through a connection of
+     * their own (docs/architecture.md, "Jobs"). */
+    hx_autofree char *jobs_err = NULL;
+    int jobs_ok = audit && hx_jobs_open(audit_path, events, &jobs_err) == 0;
+    if (audit && !jobs_ok)
+        hx_err("%s", jobs_err ? jobs_err : "cannot open the jobs database");
+    hx_jobs_set_changed(hx_main_job_changed);
+    if (jobs_ok && hx_evloop_start() == 0) {
         hx_main_cl = hx_cluster_new(hx_notify_change, NULL);
         hx_tree_init(hx_main_cl);
+        hx_clone_init(hx_main_cl);
         if (hx_notify_start(se) == 0 && hx_stream_start(events) == 0) {
             hx_load_and_apply();
+            /* After the nodes are configured: cleanups wait for their node to connect. */
+            hx_jobs_recover();
             if (pipe2(hx_watch_pipe, O_CLOEXEC) == 0)
                 pthread_create(&hx_watch_thread, NULL, hx_watch_main, NULL);
             hx_info("horcruxfs %s serving %s from %s", HX_VERSION, cl.mountpoint, hx_conf_path);
@@ -310,6 +338,9 @@ int main(int argc, char *argv[])
             hx_notify_stop();
             hx_stream_stop();
         }
+        /* Running jobs stop and clean up while the nodes are still connected. */
+        hx_jobs_set_changed(NULL);
+        hx_jobs_close();
         hx_cluster_free(hx_main_cl);
     }
     hx_apply_init(NULL, NULL);

@@ -1,5 +1,6 @@
 /* How each document of the tree renders, from the backend's views. */
 #include "render.h"
+#include "hx_jobs.h"
 #include "apply.h"
 #include "hx_pools.h"
 #include "hx_snapshots.h"
@@ -58,7 +59,9 @@ int hx_render_readme(const hx_obj *o, hx_buf *out)
         "  nodes/<node>/status         online | offline | connecting\n"
         "  nodes/<node>/info.json      host facts; why the node is offline\n"
         "  nodes/<node>/metrics.json   host CPU and memory counters\n"
-        "  nodes/<node>/vms/<vm>/      state, config.json, live.json, domain.xml, metrics.json\n"
+        "  cluster/jobs/<id>/          long operations (clones): status.json, log, cancel\n"
+        "  nodes/<node>/vms/<vm>/      state, config.json, clone, live.json, domain.xml,\n"
+        "                              metrics.json\n"
         "  nodes/<node>/storage/<pool>/  status.json; volumes/<vol>/info.json\n"
         "  nodes/<node>/vms/<vm>/snapshots/   mkdir takes a snapshot; info.json, revert\n"
         "\n"
@@ -298,4 +301,34 @@ int hx_render_empty(const hx_obj *o, hx_buf *out)
     (void)o;
     (void)out;
     return 0;
+}
+
+int hx_render_job_status(const hx_obj *o, hx_buf *out)
+{
+    json_t *st = NULL;
+    int r = hx_jobs_status(o->sub, &st);
+    if (r < 0)
+        return r;
+    r = hx_render_json(st, out);
+    json_decref(st);
+    return r;
+}
+
+int hx_render_job_log(const hx_obj *o, hx_buf *out)
+{
+    return hx_jobs_log_text(o->sub, out);
+}
+
+/* The VM's last clone job, or nothing. */
+int hx_render_vm_clone(const hx_obj *o, hx_buf *out)
+{
+    json_t *st = NULL;
+    int r = hx_jobs_last_of("clone", o->vm_uuid, &st);
+    if (r == -ENOENT)
+        return 0;
+    if (r < 0)
+        return r;
+    r = hx_render_json(st, out);
+    json_decref(st);
+    return r;
 }

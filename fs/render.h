@@ -29,3 +29,6 @@ int hx_render_snap_info(const hx_obj *o, hx_buf *out);
 int hx_render_snap_description(const hx_obj *o, hx_buf *out);
 /* Nothing: write-only command files. */
 int hx_render_empty(const hx_obj *o, hx_buf *out);
+int hx_render_job_status(const hx_obj *o, hx_buf *out);
+int hx_render_job_log(const hx_obj *o, hx_buf *out);
+int hx_render_vm_clone(const hx_obj *o, hx_buf *out);

@@ -3,6 +3,8 @@
 #include "apply.h"
 #include "hx_pools.h"
 #include "hx_snapshots.h"
+#include "hx_clone.h"
+#include "hx_jobs.h"
 #include "hx_vmops.h"
 #include "render.h"
 
@@ -293,6 +295,60 @@ static int hx_tree_snap_version(const hx_obj *o, uint64_t *version, long long *c
     return r;
 }
 
+/* ---- jobs ---- */
+
+static int hx_tree_jobs_version(const hx_obj *o, uint64_t *version, long long *changed_ns)
+{
+    if (o->sub[0] && !hx_jobs_exists(o->sub))
+        return -ENOENT;
+    *version = hx_jobs_version();
+    *changed_ns = hx_now_real_ns();
+    return 0;
+}
+
+static int hx_tree_job_list(const hx_obj *dir, char ***names)
+{
+    (void)dir;
+    *names = hx_jobs_list();
+    return *names ? 0 : -ENOMEM;
+}
+
+static int hx_tree_job_capture(hx_obj *o, const char *name)
+{
+    if (strlen(name) >= sizeof(o->sub) || !hx_jobs_exists(name))
+        return -ENOENT;
+    hx_strlcpy(o->sub, name, sizeof(o->sub));
+    return 0;
+}
+
+static int hx_tree_job_cancel_ctl(const hx_obj *o, const char *cmd, size_t len, char **msg)
+{
+    while (len > 0 && (cmd[len - 1] == '\n' || cmd[len - 1] == ' '))
+        len--;
+    if (!(len == 1 && cmd[0] == '1') && !(len == 6 && memcmp(cmd, "cancel", 6) == 0)) {
+        if (asprintf(msg, "job %s: write 1 (or cancel) to cancel it", o->sub) < 0)
+            *msg = NULL;
+        return -EINVAL;
+    }
+    return hx_jobs_cancel(o->sub, msg);
+}
+
+/* The VM's clone file follows the VM and the jobs. */
+static int hx_tree_vm_clone_version(const hx_obj *o, uint64_t *version, long long *changed_ns)
+{
+    hx_obj d;
+    hx_tree_parent(o, &d);
+    int r = hx_tree_version(&d, version, changed_ns);
+    if (r == 0)
+        *version = *version * 1000003u + hx_jobs_version();
+    return r;
+}
+
+static int hx_tree_vm_clone_ctl(const hx_obj *o, const char *cmd, size_t len, char **msg)
+{
+    return hx_clone_start(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, cmd, len, msg);
+}
+
 /* One entry: the positional fields, then any of .ctl, .commit, .mkdir, .rmdir, .version, .flags. */
 #define K(pat, ty, mo, sc, ttl, rend, dc, ...)                                                     \
     {                                                                                              \
@@ -316,6 +372,18 @@ const hx_kind hx_kinds[] = {
     K("/cluster/audit", HX_FT_DOC, DOC_MODE, HX_SCOPE_STATIC, 0, hx_render_audit,
       "the newest changes made through the tree, one JSON object per line",
       .version = hx_tree_audit_version),
+    K("/cluster/jobs", HX_FT_DIR, DIR_MODE, HX_SCOPE_STATIC, 0, NULL,
+      "one directory per long operation (job), oldest first", .version = hx_tree_jobs_version),
+    K("/cluster/jobs/{job}", HX_FT_DIR, DIR_MODE, HX_SCOPE_STATIC, 0, NULL,
+      "a job: what it does, how far it got, how it ended", .version = hx_tree_jobs_version,
+      .list = hx_tree_job_list, .capture = hx_tree_job_capture),
+    K("/cluster/jobs/{job}/status.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_STATIC, 500,
+      hx_render_job_status, "the job's state, phase, measured progress and result (JSON)",
+      .version = hx_tree_jobs_version),
+    K("/cluster/jobs/{job}/log", HX_FT_DOC, DOC_MODE, HX_SCOPE_STATIC, 500, hx_render_job_log,
+      "what the job did, one line per step", .version = hx_tree_jobs_version),
+    K("/cluster/jobs/{job}/cancel", HX_FT_DOC, WDOC_MODE, HX_SCOPE_STATIC, 0, hx_render_empty,
+      "write 1 to cancel the job", .ctl = hx_tree_job_cancel_ctl, .version = hx_tree_jobs_version),
     K("/nodes", HX_FT_DIR, DIR_MODE, HX_SCOPE_CLUSTER, 0, NULL, "one directory per node"),
     K("/nodes/{node}", HX_FT_DIR, DIR_MODE, HX_SCOPE_NODE, 0, NULL, "a node of the cluster",
       .list = hx_tree_node_list, .capture = hx_tree_node_capture),
@@ -357,6 +425,9 @@ const hx_kind hx_kinds[] = {
     K("/nodes/{node}/vms/{vm}/config.json", HX_FT_DOC, WDOC_MODE, HX_SCOPE_VM, 0,
       hx_render_vm_config, "the VM's persistent configuration (JSON); write a new one to apply it",
       .commit = hx_tree_vm_config_commit),
+    K("/nodes/{node}/vms/{vm}/clone", HX_FT_DOC, WDOC_MODE, HX_SCOPE_VM, 500, hx_render_vm_clone,
+      "write a JSON request to clone the VM; reads the status of its last clone job",
+      .ctl = hx_tree_vm_clone_ctl, .version = hx_tree_vm_clone_version),
     K("/nodes/{node}/vms/{vm}/live.json", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0, hx_render_vm_live,
       "what the running VM has now (JSON)"),
     K("/nodes/{node}/vms/{vm}/domain.xml", HX_FT_DOC, DOC_MODE, HX_SCOPE_VM, 0, hx_render_vm_domxml,

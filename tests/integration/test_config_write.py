@@ -275,7 +275,7 @@ def test_write_paths(mount, bed, vm, workdir, how):
     assert dumpxml(bed, vm).find('description').text == tag
     assert read(os.path.join(d, 'last_error')) == ''
     # scratch files are gone: only the tree's own files are listed
-    assert sorted(os.listdir(d)) == ['cloudinit', 'config.json', 'domain.xml', 'last_error',
+    assert sorted(os.listdir(d)) == ['clone', 'cloudinit', 'config.json', 'domain.xml', 'last_error',
                                      'live.json', 'metrics.json', 'snapshots', 'state']
     # and the same again with a number field, through the same path
     WRITERS[how](cj, '"max_vcpus": 1', '"max_vcpus": 2', workdir)

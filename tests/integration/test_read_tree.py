@@ -24,7 +24,7 @@ def mib(el):
 def test_ls_nodes_and_vms(mount):
     assert sh('ls', mount).decode().split() == ['README', 'cluster', 'events', 'nodes', 'version']
     assert sh('ls', os.path.join(mount, 'nodes')).decode().split() == NODES
-    assert sh('ls', os.path.join(mount, 'cluster')).decode().split() == ['audit', 'status']
+    assert sh('ls', os.path.join(mount, 'cluster')).decode().split() == ['audit', 'jobs', 'status']
     for n in NODES:
         assert sh('ls', os.path.join(mount, 'nodes', n)).decode().split() == \
             ['info.json', 'last_error', 'metrics.json', 'status', 'storage', 'uri', 'vms']
@@ -32,7 +32,7 @@ def test_ls_nodes_and_vms(mount):
         assert sh('ls', os.path.join(mount, 'nodes', n, 'vms')).decode().split() == sorted(VMS[n])
         for vm in VMS[n]:
             assert sh('ls', os.path.join(mount, 'nodes', n, 'vms', vm)).decode().split() == \
-                ['cloudinit', 'config.json', 'domain.xml', 'last_error', 'live.json',
+                ['clone', 'cloudinit', 'config.json', 'domain.xml', 'last_error', 'live.json',
                  'metrics.json', 'snapshots', 'state']
             # the testbed's VMs have no snapshots: no entries, not even the current link
             assert sh('ls', os.path.join(mount, 'nodes', n, 'vms', vm, 'snapshots')) == b''

@@ -9,7 +9,7 @@ from conftest import read, wait_for
 from hxvm import (config, disk, domain_names, errno_of, new_vm, put_config, remove_vm, uniq,
                   vm_dir, vms_dir, vol_names, write_ctl)
 
-LISTING = ['cloudinit', 'config.json', 'domain.xml', 'last_error', 'live.json', 'metrics.json',
+LISTING = ['clone', 'cloudinit', 'config.json', 'domain.xml', 'last_error', 'live.json', 'metrics.json',
            'snapshots', 'state']
 
 

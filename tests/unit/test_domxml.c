@@ -173,6 +173,7 @@ static void test_q35_kvm(void **state)
     /* Foreign metadata (libosinfo) is ignored. */
     assert_strings(c, "tags", NULL);
     assert_true(json_is_false(json_object_get(c, "protected")));
+    assert_true(json_is_false(json_object_get(c, "template")));
 }
 
 static void test_uefi_firmware_attribute(void **state)
@@ -263,6 +264,7 @@ static void test_missing_optional_parts(void **state)
     assert_strings(c, "graphics", NULL);
     assert_strings(c, "tags", NULL);
     assert_true(json_is_false(json_object_get(c, "protected")));
+    assert_true(json_is_false(json_object_get(c, "template")));
 }
 
 static void test_metadata(void **state)
@@ -277,6 +279,7 @@ static void test_metadata(void **state)
            trimmed and empty ones dropped. */
         assert_strings(c, "tags", "prod", "db", NULL);
         assert_true(json_is_true(json_object_get(c, "protected")));
+        assert_true(json_is_true(json_object_get(c, "template")));
         assert_string_equal(str(c, "description"), "");
     }
 }
@@ -435,7 +438,8 @@ static void test_dump_exact_bytes(void **state)
                               "  ],\n"
                               "  \"graphics\": [],\n"
                               "  \"tags\": [],\n"
-                              "  \"protected\": false\n"
+                              "  \"protected\": false,\n"
+                              "  \"template\": false\n"
                               "}\n");
 }
 

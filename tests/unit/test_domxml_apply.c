@@ -338,6 +338,13 @@ static void test_change_scalars(void **state)
     assert_string_equal(json_string_value(json_array_get(json_object_get(m, "tags"), 0)), "x");
     AUTO_JSON *n = change("minimal.xml", "{\"protected\":true}");
     assert_true(json_is_true(json_object_get(n, "protected")));
+    assert_true(json_is_false(json_object_get(n, "template")));
+    AUTO_JSON *t = change("apply-base.xml", "{\"template\":true}");
+    assert_true(json_is_true(json_object_get(t, "template")));
+    assert_true(json_is_false(json_object_get(t, "protected")));
+    AUTO_JSON *t2 = change("minimal.xml", "{\"template\":true, \"protected\":true}");
+    assert_true(json_is_true(json_object_get(t2, "template")));
+    assert_true(json_is_true(json_object_get(t2, "protected")));
     AUTO_JSON *o = change("apply-base.xml", "{\"tags\":[]}");
     assert_int_equal(json_array_size(json_object_get(o, "tags")), 0);
     AUTO_JSON *p = change("apply-base.xml", "{\"autostart\":true, \"uuid\":null}");
@@ -511,6 +518,7 @@ static const struct bad_case bad_cases[] = {
     {"apply-base.xml", "{\"boot\":[\"hd\",\"vda\"]}", "boot[1]"},
     {"apply-base.xml", "{\"autostart\":\"yes\"}", "autostart"},
     {"apply-base.xml", "{\"protected\":1}", "protected"},
+    {"apply-base.xml", "{\"template\":\"yes\"}", "template"},
     {"apply-base.xml", "{\"tags\":[1]}", "tags[0]"},
     {"apply-base.xml", "{\"tags\":\"prod\"}", "tags"},
     {"apply-base.xml", "{\"tags\":[\"a\",\"\"]}", "tags[1]"},
