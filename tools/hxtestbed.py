@@ -974,10 +974,16 @@ def start_libvirtd(dir, node, timeout=20):
         return _libvirtd_pid(n)
     os.kill(rp, signal.SIGUSR1)
     end = time.monotonic() + timeout
+    again = time.monotonic() + 1
     while time.monotonic() < end:
         pid = _libvirtd_pid(n)
         if pid and _sock_accepts(n['socket']):
             return pid
+        # The subreaper starts libvirtd only once it has reaped the old one: a SIGUSR1 that
+        # came before the old process was fully gone found it still listed and did nothing.
+        if time.monotonic() > again and not (pid and _pid_alive(pid)):
+            os.kill(rp, signal.SIGUSR1)
+            again = time.monotonic() + 1
         time.sleep(0.01)
     raise TestbedError('libvirtd of %s did not come back within %ss' % (node, timeout))
 
