@@ -75,7 +75,7 @@ def fast(bed):
 
 def vols(bed, pool='fast'):
     out = bed.virsh(NODE, 'vol-list', pool)
-    return sorted(l.split()[0] for l in out.splitlines()[2:] if l.strip())
+    return sorted(l.split()[0] for l in out.splitlines() if l.strip())
 
 
 class Made:
