@@ -23,6 +23,8 @@
 #define HX_CLONE_CHUNK (256 * 1024)
 /* How long the cleanup of an interrupted clone waits for its node after a daemon start. */
 #define HX_CLONE_UNDO_WAIT_MS 60000
+/* The namespace of snapshot records (backend/snapshots.c). */
+#define HX_CLONE_SNAP_NS "https://horcrux.dev/xmlns/snapshots/1"
 
 static hx_cluster *hx_clone_cl;
 
@@ -717,12 +719,16 @@ static char *hx_clone_domxml(hx_clone_req *q, virConnectPtr dc)
     hx_autoxpctx xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
     xmlXPathRegisterNs(ctx, BAD_CAST "v", BAD_CAST HX_VOLS_NS);
     xmlXPathRegisterNs(ctx, BAD_CAST "hx", BAD_CAST HX_DOMXML_NS);
+    xmlXPathRegisterNs(ctx, BAD_CAST "s", BAD_CAST HX_CLONE_SNAP_NS);
     ctx->node = root;
     /* Elements to drop: the UUID (set below), MACs, per-VM NVRAM, the source's volume list,
-     * the template flag, disks' backing chains (libvirt reads them from the new images). */
+     * its snapshot records (their btrfs copies belong to the source: rmdir of the clone must
+     * not delete them), the template flag, disks' backing chains (libvirt reads them from the
+     * new images). */
     static const char *const drop[] = {"uuid",
                                        "os/nvram",
                                        "metadata/v:volumes",
+                                       "metadata/s:snapshots",
                                        "metadata/hx:vm/*[local-name()='template']",
                                        "metadata/hx:vm/*[local-name()='linked_from']",
                                        "devices/disk/backingStore",
