@@ -234,6 +234,8 @@ def test_clone_by_reflink_and_timing(fast, made, bed, mount):
     data = 'write -q -P 0x5a 0 512M'
     src, vol = make_vm(made, 'btc', GiB)
     assert qemu_io(os.path.join(fast, vol), data)
+    # a btrfs snapshot of the source stays the source's: the clone does not inherit its record
+    os.mkdir(os.path.join(src, 'snapshots', 's'))
     job = clone(made, 'btc', {'name': 'btcf'})
     st, t_reflink = timed('full clone 1 GiB raw, btrfs reflink+verify',
                           lambda: wait_job(mount, job))
@@ -268,6 +270,8 @@ def test_clone_by_reflink_and_timing(fast, made, bed, mount):
     os.rmdir(os.path.join(mount, 'nodes', NODE, 'vms', 'btcf'))
     os.rmdir(os.path.join(mount, 'nodes', NODE, 'vms', 'btcl'))
     assert [v for v in vols(bed) if v.startswith('btc')] == ['btc.img']
+    assert '.btc.img@s' in vols(bed)
+    assert sorted(os.listdir(os.path.join(src, 'snapshots'))) == ['current', 's']
     # the same clone streamed: a 1 GiB raw disk with the same data in pool default
     src2, vol2 = make_vm(made, 'bts', GiB, pool='default')
     assert qemu_io(os.path.join(bed.dir, 'nodes', NODE, 'lib', 'images', vol2), data)
