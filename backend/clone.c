@@ -3,6 +3,7 @@
 #include "hx_domxml.h"
 #include "hx_jobs.h"
 #include "hx_log.h"
+#include "hx_pools.h"
 #include "hx_vmops.h"
 #include "vmops_priv.h"
 
@@ -22,6 +23,8 @@
 #define HX_CLONE_CHUNK (256 * 1024)
 /* How long the cleanup of an interrupted clone waits for its node after a daemon start. */
 #define HX_CLONE_UNDO_WAIT_MS 60000
+/* The namespace of snapshot records (backend/snapshots.c). */
+#define HX_CLONE_SNAP_NS "https://horcrux.dev/xmlns/snapshots/1"
 
 static hx_cluster *hx_clone_cl;
 
@@ -155,7 +158,7 @@ typedef struct hx_clone_req {
     int linked, start, keep_macs;
     char *xml;     /* the source's persistent domain XML */
     json_t *disks; /* [{"target","src_pool","src_vol","src_path","format","capacity","bytes",
-                       "dst_pool","dst_vol"}] */
+                       "dst_pool","dst_vol","dst_format","reflink"}] */
 } hx_clone_req;
 
 static void hx_clone_req_free(void *p)
@@ -296,7 +299,17 @@ static int hx_clone_plan_disks(hx_clone_req *q, virConnectPtr sc, virConnectPtr 
                            q->vm, t, backing);
         hx_autofree char *path = virStorageVolGetPath(sv);
         const char *spool = virStoragePoolGetName(sp);
-        const char *fmt = q->linked ? "qcow2" : format;
+        /* A reflink copy (btrfs): the same pool on the same node, and a raw source. libvirt
+         * copies raw files with FICLONE when asked (VIR_STORAGE_VOL_CREATE_REFLINK) but any
+         * other format through qemu-img convert, which refuses that flag: those are streamed. */
+        char fs[32];
+        int reflink = 0;
+        if (strcmp(q->src_node, q->dst_node) != 0 || strcmp(format, "raw") != 0 ||
+            hx_pool_backing(sc, spool, fs, sizeof(fs), &reflink) < 0)
+            reflink = 0;
+        /* A linked clone of a raw disk on btrfs is a reflink copy of it, in its format: it
+         * shares the template's extents without hanging on its file. */
+        const char *fmt = q->linked && !reflink ? "qcow2" : format;
         char dvol[512];
         snprintf(dvol, sizeof(dvol), "%s-%s.%s", q->name, t,
                  strcmp(fmt, "qcow2") == 0 ? "qcow2" : "img");
@@ -310,18 +323,19 @@ static int hx_clone_plan_disks(hx_clone_req *q, virConnectPtr sc, virConnectPtr 
             return hx_fail(msg, -EEXIST, "clone %s: volume %s/%s already exists on node %s",
                            q->name, spool, dvol, q->dst_node);
         /* A full copy of a raw disk may fill its whole capacity; a qcow2 file is copied as it
-         * is; a linked clone starts nearly empty. */
-        unsigned long long bytes = q->linked                      ? 0
+         * is; a linked clone and a reflink copy start nearly empty (shared extents). */
+        unsigned long long bytes = q->linked || reflink           ? 0
                                    : strcmp(format, "qcow2") == 0 ? physical
                                                                   : info.capacity;
         json_object_set_new(
             need, spool,
             json_integer(json_integer_value(json_object_get(need, spool)) + (json_int_t)bytes));
         json_array_append_new(
-            q->disks, json_pack("{s:s,s:s,s:s,s:s?,s:s,s:I,s:I,s:s,s:s}", "target", t, "src_pool",
-                                spool, "src_vol", virStorageVolGetName(sv), "src_path", path,
-                                "format", format, "capacity", (json_int_t)info.capacity, "bytes",
-                                (json_int_t)physical, "dst_pool", spool, "dst_vol", dvol));
+            q->disks,
+            json_pack("{s:s,s:s,s:s,s:s?,s:s,s:I,s:I,s:s,s:s,s:s,s:b}", "target", t, "src_pool",
+                      spool, "src_vol", virStorageVolGetName(sv), "src_path", path, "format",
+                      format, "capacity", (json_int_t)info.capacity, "bytes", (json_int_t)physical,
+                      "dst_pool", spool, "dst_vol", dvol, "dst_format", fmt, "reflink", reflink));
     }
     const char *pname;
     json_t *v;
@@ -587,10 +601,20 @@ static virStorageVolPtr hx_clone_vol(virConnectPtr c, const char *pool, const ch
     return p ? virStorageVolLookupByName(p, name) : NULL;
 }
 
+/* Deletes a volume that a failed reflink copy may have left (libvirt removes it itself). */
+static void hx_clone_undo_vol(virConnectPtr c, const char *pool, const char *vol)
+{
+    hx_autovol virStorageVolPtr v = hx_clone_vol(c, pool, vol);
+    if (v && virStorageVolDelete(v, 0) < 0)
+        hx_err("clone: cannot delete volume %s/%s after a failed reflink copy: %s", pool, vol,
+               virGetLastErrorMessage());
+}
+
 /* Copies one disk from the source node to its new volume, then reads the copy back and
- * compares the SHA-256 of both. */
+ * compares the SHA-256 of both. After a reflink copy (reflinked) the source is only read and
+ * hashed: the copy was made by the filesystem, and the verification checks it the same way. */
 static int hx_clone_copy_disk(hx_job *j, virConnectPtr sc, virConnectPtr dc, json_t *d,
-                              uint64_t *done, uint64_t *total, char **msg)
+                              int reflinked, uint64_t *done, uint64_t *total, char **msg)
 {
     const char *t = json_string_value(json_object_get(d, "target"));
     hx_autovol virStorageVolPtr sv =
@@ -602,7 +626,7 @@ static int hx_clone_copy_disk(hx_job *j, virConnectPtr sc, virConnectPtr dc, jso
     if (!sv || !dv)
         return hx_fail(msg, -EIO, "disk %s: %s", t, virGetLastErrorMessage());
     char what[64];
-    snprintf(what, sizeof(what), "copying disk %s", t);
+    snprintf(what, sizeof(what), reflinked ? "hashing disk %s" : "copying disk %s", t);
     hx_job_phase(j, what);
     uint64_t expect = (uint64_t)json_integer_value(json_object_get(d, "bytes"));
     uint64_t start = *done;
@@ -616,13 +640,15 @@ static int hx_clone_copy_disk(hx_job *j, virConnectPtr sc, virConnectPtr dc, jso
             virStorageVolDownload(sv, in, 0, 0, VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM) < 0)
             return hx_fail(msg, -EIO, "disk %s: cannot read the source: %s", t,
                            virGetLastErrorMessage());
-        if (virStorageVolUpload(dv, out, 0, 0, VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM) < 0) {
+        if (!reflinked &&
+            virStorageVolUpload(dv, out, 0, 0, VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM) < 0) {
             virStreamAbort(in);
             return hx_fail(msg, -EIO, "disk %s: cannot write the copy: %s", t,
                            virGetLastErrorMessage());
         }
-        int r = hx_clone_stream(j, in, out, done, *total, src_hash, what, msg);
-        r = hx_clone_streams_end(r, in, out, what, msg);
+        virStreamPtr to = reflinked ? NULL : out;
+        int r = hx_clone_stream(j, in, to, done, *total, src_hash, what, msg);
+        r = hx_clone_streams_end(r, in, to, what, msg);
         if (r < 0)
             return r;
     }
@@ -630,7 +656,8 @@ static int hx_clone_copy_disk(hx_job *j, virConnectPtr sc, virConnectPtr dc, jso
     /* The total follows what was measured: a file can grow between the check and the copy. */
     *total = *total - expect + copied;
     hx_job_progress(j, *done, *total);
-    hx_job_log(j, "disk %s: copied %llu bytes, sha256 %s", t, (unsigned long long)copied, src_hash);
+    hx_job_log(j, "disk %s: %s %llu bytes, sha256 %s", t, reflinked ? "hashed" : "copied",
+               (unsigned long long)copied, src_hash);
 
     snprintf(what, sizeof(what), "verifying disk %s", t);
     hx_job_phase(j, what);
@@ -692,12 +719,16 @@ static char *hx_clone_domxml(hx_clone_req *q, virConnectPtr dc)
     hx_autoxpctx xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
     xmlXPathRegisterNs(ctx, BAD_CAST "v", BAD_CAST HX_VOLS_NS);
     xmlXPathRegisterNs(ctx, BAD_CAST "hx", BAD_CAST HX_DOMXML_NS);
+    xmlXPathRegisterNs(ctx, BAD_CAST "s", BAD_CAST HX_CLONE_SNAP_NS);
     ctx->node = root;
     /* Elements to drop: the UUID (set below), MACs, per-VM NVRAM, the source's volume list,
-     * the template flag, disks' backing chains (libvirt reads them from the new images). */
+     * its snapshot records (their btrfs copies belong to the source: rmdir of the clone must
+     * not delete them), the template flag, disks' backing chains (libvirt reads them from the
+     * new images). */
     static const char *const drop[] = {"uuid",
                                        "os/nvram",
                                        "metadata/v:volumes",
+                                       "metadata/s:snapshots",
                                        "metadata/hx:vm/*[local-name()='template']",
                                        "metadata/hx:vm/*[local-name()='linked_from']",
                                        "devices/disk/backingStore",
@@ -749,8 +780,7 @@ static char *hx_clone_domxml(hx_clone_req *q, virConnectPtr dc)
                 continue;
             if (xmlStrEqual(c->name, BAD_CAST "driver"))
                 xmlSetProp(c, BAD_CAST "type",
-                           BAD_CAST(q->linked ? "qcow2"
-                                              : json_string_value(json_object_get(d, "format"))));
+                           BAD_CAST json_string_value(json_object_get(d, "dst_format")));
             if (!xmlStrEqual(c->name, BAD_CAST "source"))
                 continue;
             xmlUnsetProp(c, BAD_CAST "file");
@@ -768,7 +798,12 @@ static char *hx_clone_domxml(hx_clone_req *q, virConnectPtr dc)
             xmlFree(type);
         }
     }
-    if (q->linked) {
+    /* Reflink copies share extents but hang on nothing: only qcow2 overlays tie the clone to
+     * its template. */
+    int hangs = 0;
+    json_array_foreach (q->disks, i, d)
+        hangs |= q->linked && !json_is_true(json_object_get(d, "reflink"));
+    if (hangs) {
         /* Remembered so that the template refuses rmdir while a clone hangs on its disks. */
         ctx->node = root;
         hx_autoxpobj xmlXPathObjectPtr o = xmlXPathEvalExpression(BAD_CAST "metadata/hx:vm", ctx);
@@ -827,18 +862,45 @@ static int hx_clone_run(hx_job *j, void *arg, char **msg)
         json_array_append_new(made, json_pack("{s:s,s:s}", "pool", pool, "name", vol));
         hx_job_set_undo(j, undo);
         hx_autopool virStoragePoolPtr p = virStoragePoolLookupByName(dc, pool);
+        const char *fmt = json_string_value(json_object_get(d, "dst_format"));
+        int overlay = q->linked && !json_is_true(json_object_get(d, "reflink"));
         hx_autofree char *xml = hx_clone_vol_xml(
-            vol, (unsigned long long)json_integer_value(json_object_get(d, "capacity")),
-            q->linked ? "qcow2" : json_string_value(json_object_get(d, "format")),
-            q->linked ? json_string_value(json_object_get(d, "src_path")) : NULL,
+            vol, (unsigned long long)json_integer_value(json_object_get(d, "capacity")), fmt,
+            overlay ? json_string_value(json_object_get(d, "src_path")) : NULL,
             json_string_value(json_object_get(d, "format")));
-        hx_autovol virStorageVolPtr nv = p && xml ? virStorageVolCreateXML(p, xml, 0) : NULL;
-        if (!nv)
-            return hx_fail(msg, -EIO, "clone %s: cannot create volume %s/%s on node %s: %s",
-                           q->name, pool, vol, q->dst_node, virGetLastErrorMessage());
-        hx_job_log(j, "created volume %s/%s", pool, vol);
-        if (!q->linked) {
-            int r = hx_clone_copy_disk(j, sc, dc, d, &done, &total, msg);
+        hx_autovol virStorageVolPtr nv = NULL;
+        const char *method = overlay ? "backing" : "stream";
+        if (json_is_true(json_object_get(d, "reflink")) && p && xml) {
+            /* libvirt clones the file's extents (FICLONE) and fails rather than falling back
+             * to a byte copy when the filesystem cannot: then the copy is streamed. */
+            hx_autovol virStorageVolPtr sv =
+                hx_clone_vol(sc, json_string_value(json_object_get(d, "src_pool")),
+                             json_string_value(json_object_get(d, "src_vol")));
+            nv = sv ? virStorageVolCreateXMLFrom(p, xml, sv, VIR_STORAGE_VOL_CREATE_REFLINK) : NULL;
+            if (nv) {
+                method = "reflink";
+                hx_job_log(j, "created volume %s/%s as a reflink copy of %s (shared extents)", pool,
+                           vol, json_string_value(json_object_get(d, "src_vol")));
+            } else {
+                hx_job_log(j, "disk %s: no reflink copy (%s): the copy is streamed",
+                           json_string_value(json_object_get(d, "target")),
+                           virGetLastErrorMessage());
+                hx_clone_undo_vol(dc, pool, vol);
+                if (q->linked)
+                    total += (uint64_t)json_integer_value(json_object_get(d, "bytes"));
+            }
+        }
+        if (!nv) {
+            nv = p && xml ? virStorageVolCreateXML(p, xml, 0) : NULL;
+            if (!nv)
+                return hx_fail(msg, -EIO, "clone %s: cannot create volume %s/%s on node %s: %s",
+                               q->name, pool, vol, q->dst_node, virGetLastErrorMessage());
+            hx_job_log(j, "created volume %s/%s", pool, vol);
+        }
+        json_object_set_new(d, "method", json_string(method));
+        if (!overlay && !(q->linked && strcmp(method, "reflink") == 0)) {
+            int r = hx_clone_copy_disk(j, sc, dc, d, strcmp(method, "reflink") == 0, &done, &total,
+                                       msg);
             if (r < 0)
                 return r;
         }
@@ -873,22 +935,27 @@ static int hx_clone_run(hx_job *j, void *arg, char **msg)
     /* Complete: nothing to undo any more. */
     hx_job_set_undo(j, json_null());
     hx_autojson json_t *disks = json_array();
+    const char *method = NULL;
     json_array_foreach (q->disks, i, d) {
         char src[600], copy[600];
         snprintf(src, sizeof(src), "%s/%s", json_string_value(json_object_get(d, "src_pool")),
                  json_string_value(json_object_get(d, "src_vol")));
         snprintf(copy, sizeof(copy), "%s/%s", json_string_value(json_object_get(d, "dst_pool")),
                  json_string_value(json_object_get(d, "dst_vol")));
-        json_array_append_new(disks, json_pack("{s:O,s:s,s:s,s:O?,s:O?,s:O?}", "target",
+        json_array_append_new(disks, json_pack("{s:O,s:s,s:s,s:O,s:O?,s:O?,s:O?}", "target",
                                                json_object_get(d, "target"), "source", src, "copy",
-                                               copy, "bytes", json_object_get(d, "copied"),
+                                               copy, "method", json_object_get(d, "method"),
+                                               "bytes", json_object_get(d, "copied"),
                                                "sha256_source", json_object_get(d, "sha256_source"),
                                                "sha256_copy", json_object_get(d, "sha256_copy")));
+        const char *m = json_string_value(json_object_get(d, "method"));
+        method = !method || strcmp(method, m) == 0 ? m : "mixed";
     }
     hx_job_set_result(j,
-                      json_pack("{s:s,s:s,s:s,s:s,s:o,s:O}", "vm", q->name, "node", q->dst_node,
+                      json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:O}", "vm", q->name, "node", q->dst_node,
                                 "uuid", q->new_uuid, "mode", q->linked ? "linked" : "full",
-                                "verified", q->linked ? json_null() : json_true(), "disks", disks));
+                                "method", method ? method : "none", "verified",
+                                q->linked ? json_null() : json_true(), "disks", disks));
     hx_job_progress(j, done, total);
     return 0;
 }

@@ -1,5 +1,6 @@
 /* Actions on VMs through libvirt: lifecycle, config.json commits, create, delete. */
 #include "hx_vmops.h"
+#include "hx_snapshots.h"
 #include "hx_cloudinit.h"
 #include "hx_clone.h"
 #include "hx_domxml.h"
@@ -855,6 +856,9 @@ int hx_vm_delete(hx_cluster *cl, const char *node, const char *vm, const char *u
                        "first",
                        vm, clone);
     hx_autojson json_t *vols = hx_volumes_recorded(c.view.xml_config);
+    /* The copies of its btrfs snapshots go with it (libvirt knows them as plain volumes). */
+    hx_autojson json_t *snapvols = hx_snap_btrfs_volumes(c.view.xml_config);
+    json_array_extend(vols, snapvols);
     unsigned flags = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
                      VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | VIR_DOMAIN_UNDEFINE_NVRAM;
     if (virDomainUndefineFlags(c.dom, flags) < 0) {

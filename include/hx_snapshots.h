@@ -51,6 +51,10 @@ int hx_snap_revert(hx_cluster *cl, const char *node, const char *vm, const char 
 int hx_snap_set_description(hx_cluster *cl, const char *node, const char *vm, const char *uuid,
                             const char *snap, const char *text, size_t len, char **msg);
 
+/* The snapshot volumes of the btrfs snapshots recorded in a domain XML, as
+ * [{"pool","name"}] (rmdir of the VM deletes them with its disks). New reference. */
+json_t *hx_snap_btrfs_volumes(const char *domain_xml);
+
 /* ---- pure helpers (unit tested) ---- */
 
 /* 0 when name may name a new snapshot, else -EINVAL with *why (static text). */

@@ -92,12 +92,41 @@ static void info(void **state)
     assert_null(hx_snap_info_from_xml("<domainsnapshot/>", 0, NULL, NULL));
 }
 
+/* The btrfs copies recorded in a domain's metadata: those of kind btrfs only, by namespace. */
+static void btrfs_volumes(void **state)
+{
+    (void)state;
+    json_t *v = hx_snap_btrfs_volumes(
+        "<domain><name>a</name><metadata>"
+        "<s:snapshots xmlns:s='https://horcrux.dev/xmlns/snapshots/1' current='x'>"
+        "<s:snapshot name='x' kind='btrfs'><s:disk target='vda' pool='fast' volume='a.img' "
+        "copy='.a.img@x'/><s:disk target='vdb' pool='p2' volume='b.img' copy='.b.img@x'/>"
+        "</s:snapshot><s:snapshot name='y' consistency='application'/></s:snapshots>"
+        "<other:snapshots xmlns:other='urn:other'><other:snapshot kind='btrfs'>"
+        "<other:disk pool='fast' copy='mine'/></other:snapshot></other:snapshots>"
+        "</metadata></domain>");
+    assert_int_equal(json_array_size(v), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(v, 0), "pool")), "fast");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(v, 0), "name")),
+                        ".a.img@x");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(v, 1), "name")),
+                        ".b.img@x");
+    json_decref(v);
+    v = hx_snap_btrfs_volumes("<domain/>");
+    assert_int_equal(json_array_size(v), 0);
+    json_decref(v);
+    v = hx_snap_btrfs_volumes(NULL);
+    assert_int_equal(json_array_size(v), 0);
+    json_decref(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(names),
         cmocka_unit_test(space),
         cmocka_unit_test(info),
+        cmocka_unit_test(btrfs_volumes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
