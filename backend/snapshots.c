@@ -6,6 +6,7 @@
 #include "hx_util.h"
 #include "hx_vmops.h"
 #include "node.h"
+#include "vmops_priv.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -85,41 +86,12 @@ static void hx_xmlfreep(xmlChar **s)
 #define hx_autoxpobj __attribute__((cleanup(hx_xpobjp)))
 #define hx_autoxmlstr __attribute__((cleanup(hx_xmlfreep)))
 
-static int __attribute__((format(printf, 3, 4))) hx_fail(char **msg, int err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (msg && vasprintf(msg, fmt, ap) < 0)
-        *msg = NULL;
-    va_end(ap);
-    return err;
-}
-
+/* libvirt's errors as errnos (vmops.c), except that a snapshot's only input is its name: what
+ * libvirt refuses in the configuration is the backend's failure (EIO), not the caller's. */
 static int hx_snap_virt_errno(void)
 {
-    switch (virGetLastErrorCode()) {
-    case VIR_ERR_NO_DOMAIN:
-    case VIR_ERR_NO_DOMAIN_SNAPSHOT:
-    case VIR_ERR_NO_STORAGE_POOL:
-    case VIR_ERR_NO_STORAGE_VOL:
-        return -ENOENT;
-    case VIR_ERR_OPERATION_INVALID:
-    case VIR_ERR_OPERATION_ABORTED:
-        return -EBUSY;
-    case VIR_ERR_OPERATION_TIMEOUT:
-    case VIR_ERR_AGENT_UNRESPONSIVE:
-        return -ETIMEDOUT;
-    case VIR_ERR_NO_SUPPORT:
-    case VIR_ERR_OPERATION_UNSUPPORTED:
-    case VIR_ERR_ARGUMENT_UNSUPPORTED:
-        return -ENOTSUP;
-    case VIR_ERR_NO_CONNECT:
-    case VIR_ERR_INVALID_CONN:
-    case VIR_ERR_RPC:
-        return -EHOSTDOWN;
-    default:
-        return -EIO;
-    }
+    int e = hx_virt_errno();
+    return e == -EINVAL ? -EIO : e;
 }
 
 static xmlDocPtr hx_xml_read(const char *xml, const char *what)
@@ -127,18 +99,6 @@ static xmlDocPtr hx_xml_read(const char *xml, const char *what)
     return xml ? xmlReadMemory(xml, (int)strlen(xml), what, NULL,
                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
                : NULL;
-}
-
-static char *hx_xml_dump_node(xmlDocPtr doc, xmlNodePtr node)
-{
-    xmlBufferPtr buf = xmlBufferCreate();
-    if (!buf)
-        return NULL;
-    char *out = NULL;
-    if (xmlNodeDump(buf, doc, node, 0, 0) >= 0)
-        out = strdup((const char *)xmlBufferContent(buf));
-    xmlBufferFree(buf);
-    return out;
 }
 
 static xmlNodePtr hx_xml_child(xmlNodePtr parent, const char *name)
@@ -656,7 +616,7 @@ static void hx_snap_record(virDomainPtr dom, const char *vm, const char *snap,
     }
     if (!changed)
         return;
-    hx_autofree char *xml = left ? hx_xml_dump_node(doc, root) : NULL;
+    hx_autofree char *xml = left ? hx_xml_dump(doc, root) : NULL;
     unsigned flags =
         VIR_DOMAIN_AFFECT_CONFIG | (virDomainIsActive(dom) == 1 ? VIR_DOMAIN_AFFECT_LIVE : 0);
     if (virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, xml, xml ? HX_SNAP_PREFIX : NULL,
@@ -822,7 +782,7 @@ static int hx_bt_meta_save(virDomainPtr dom, xmlDocPtr doc)
 {
     xmlNodePtr root = xmlDocGetRootElement(doc);
     hx_autofree char *xml =
-        root && (root->children || root->properties) ? hx_xml_dump_node(doc, root) : NULL;
+        root && (root->children || root->properties) ? hx_xml_dump(doc, root) : NULL;
     unsigned flags =
         VIR_DOMAIN_AFFECT_CONFIG | (virDomainIsActive(dom) == 1 ? VIR_DOMAIN_AFFECT_LIVE : 0);
     return virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, xml, xml ? HX_SNAP_PREFIX : NULL,
@@ -1024,7 +984,7 @@ static char *hx_bt_vol_xml(const char *name, unsigned long long capacity)
                BAD_CAST "bytes");
     xmlNodePtr t = xmlNewChild(root, NULL, BAD_CAST "target", NULL);
     xmlNewProp(xmlNewChild(t, NULL, BAD_CAST "format", NULL), BAD_CAST "type", BAD_CAST "raw");
-    return hx_xml_dump_node(doc, root);
+    return hx_xml_dump(doc, root);
 }
 
 /* A reflink copy of volume from in pool as a new volume named to; NULL with libvirt's error. */
@@ -1338,7 +1298,7 @@ static char *hx_snap_xml_new(const char *name)
     xmlNodePtr root = xmlNewNode(NULL, BAD_CAST "domainsnapshot");
     xmlDocSetRootElement(doc, root);
     xmlNewTextChild(root, NULL, BAD_CAST "name", BAD_CAST name);
-    return hx_xml_dump_node(doc, root);
+    return hx_xml_dump(doc, root);
 }
 
 int hx_snap_create(hx_cluster *cl, const char *node, const char *vm, const char *uuid,
@@ -1539,7 +1499,7 @@ int hx_snap_set_description(hx_cluster *cl, const char *node, const char *vm, co
         xmlUnlinkNode(d);
         xmlFreeNode(d);
     }
-    hx_autofree char *nxml = hx_xml_dump_node(doc, root);
+    hx_autofree char *nxml = hx_xml_dump(doc, root);
     /* REDEFINE replaces the metadata of an existing snapshot (as virsh snapshot-edit does);
      * CURRENT keeps it current, which a redefinition would otherwise not. */
     unsigned flags =

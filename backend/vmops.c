@@ -96,6 +96,7 @@ int hx_virt_errno(void)
 {
     switch (virGetLastErrorCode()) {
     case VIR_ERR_NO_DOMAIN:
+    case VIR_ERR_NO_DOMAIN_SNAPSHOT:
     case VIR_ERR_NO_STORAGE_POOL:
     case VIR_ERR_NO_STORAGE_VOL:
         return -ENOENT;
@@ -107,6 +108,7 @@ int hx_virt_errno(void)
         return -ETIMEDOUT;
     case VIR_ERR_NO_SUPPORT:
     case VIR_ERR_OPERATION_UNSUPPORTED:
+    case VIR_ERR_ARGUMENT_UNSUPPORTED:
         return -ENOTSUP;
     case VIR_ERR_XML_ERROR:
     case VIR_ERR_XML_DETAIL:
