@@ -35,6 +35,9 @@ static void hx_virdomp(virDomainPtr *d)
 void hx_dom_clear(hx_dom *d)
 {
     hx_vm_view_clear(&d->v);
+    if (d->dom)
+        virDomainFree(d->dom);
+    d->dom = NULL;
 }
 
 void hx_node_ref(hx_node *n)
@@ -226,6 +229,8 @@ static char *hx_node_config_json(hx_node *n, const char *xml, int autostart, cha
 static int hx_node_load_dom(hx_node *n, virDomainPtr dom, hx_dom *d)
 {
     memset(d, 0, sizeof(*d));
+    if (virDomainRef(dom) == 0)
+        d->dom = dom;
     hx_strlcpy(d->v.name, virDomainGetName(dom), sizeof(d->v.name));
     virDomainGetUUIDString(dom, d->v.uuid);
     if (virDomainGetState(dom, &d->v.state, &d->v.reason, 0) < 0)
@@ -947,6 +952,17 @@ void hx_node_note_state(hx_node *n, const char *uuid, int state, int reason)
                    .state = hx_stats_state_name(state, reason),
                    .state_changed = 1};
     hx_cluster_emit(n->cl, &c);
+}
+
+virDomainPtr hx_node_dom(hx_node *n, const char *uuid)
+{
+    pthread_mutex_lock(&n->lock);
+    ssize_t i = n->status == HX_NODE_ONLINE ? hx_node_find_uuid(n, uuid) : -1;
+    virDomainPtr d = i >= 0 ? n->doms[i].dom : NULL;
+    if (d && virDomainRef(d) < 0)
+        d = NULL;
+    pthread_mutex_unlock(&n->lock);
+    return d;
 }
 
 virConnectPtr hx_node_conn(hx_node *n)

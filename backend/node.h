@@ -16,6 +16,8 @@ typedef struct hx_dom {
     /* Stamp of the last state noted by hx_node_note_state: a refresh that read libvirt before
      * it must not put the older state back. */
     uint64_t noted_stamp;
+    /* libvirt's handle of the domain on the node's connection (a reference). */
+    virDomainPtr dom;
 } hx_dom;
 
 typedef enum {
@@ -82,6 +84,8 @@ void hx_node_stop(hx_node *n);
  * from other threads: libvirt connections are thread-safe, and a call on a connection whose
  * libvirtd died fails once keepalive closes it. Release with virConnectClose. */
 virConnectPtr hx_node_conn(hx_node *n);
+/* A reference to the cached domain handle of that UUID (virDomainFree), or NULL. */
+virDomainPtr hx_node_dom(hx_node *n, const char *uuid);
 /* Records a VM's new state after an action of ours whose only effect is the state (pause,
  * resume), ahead of libvirt's event, which then refreshes the rest as usual. */
 void hx_node_note_state(hx_node *n, const char *uuid, int state, int reason);

@@ -211,7 +211,10 @@ static int hx_vmctx_open(hx_cluster *cl, const char *node, const char *vm, const
     c->conn = hx_node_conn(c->n);
     if (!c->conn)
         return hx_fail(msg, -EHOSTDOWN, "node %s is offline", node);
-    c->dom = virDomainLookupByUUIDString(c->conn, c->view.uuid);
+    /* The node's cache holds a domain handle: no lookup round trip on the action's path. */
+    c->dom = hx_node_dom(c->n, c->view.uuid);
+    if (!c->dom)
+        c->dom = virDomainLookupByUUIDString(c->conn, c->view.uuid);
     if (!c->dom) {
         int e = hx_virt_errno();
         return hx_fail(msg, e, "VM %s on node %s: %s", vm, node, virGetLastErrorMessage());

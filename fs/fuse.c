@@ -327,6 +327,7 @@ static void hx_fuse_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
         }
         fi->direct_io = 1;
         fi->nonseekable = 1;
+        fi->noflush = 1;
         fi->fh = (uint64_t)(uintptr_t)h;
         if (fuse_reply_open(req, fi) != 0)
             hx_fuse_fh_free(h);
@@ -358,6 +359,9 @@ static void hx_fuse_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
         long long told = hx_inode_reported(e, -1);
         fi->direct_io = !keep && told >= 0 && (size_t)told != h->blob->len;
     }
+    /* Nothing to flush on close of a read-only document: without this the kernel sends a
+     * FLUSH request on every close, one more round trip per `cat` (FOPEN_NOFLUSH, Linux 5.15). */
+    fi->noflush = 1;
     fi->fh = (uint64_t)(uintptr_t)h;
     if (fuse_reply_open(req, fi) != 0)
         hx_fuse_fh_free(h); /* the open was interrupted: no release will come */

@@ -69,8 +69,10 @@ void hx_fuse_open_write(fuse_req_t req, hx_inode *e, const hx_obj *o, struct fus
         h->dirty = 1;
     /* Writes and reads go to this handle, never through the page cache. */
     fi->direct_io = 1;
-    if (h->kind == HX_FH_CTL)
+    if (h->kind == HX_FH_CTL) {
         fi->nonseekable = 1;
+        fi->noflush = 1; /* each write was its command: nothing waits for close */
+    }
     hx_reply_open(req, h, fi);
 }
 
