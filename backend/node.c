@@ -6,6 +6,7 @@
  * timed out) the node goes offline at once and the thread reconnects with a capped backoff.
  */
 #include "node.h"
+#include "xmltext.h"
 #include "hx_domxml.h"
 #include "hx_log.h"
 #include "hx_stats.h"
@@ -458,26 +459,6 @@ static void hx_xml_freedocp(xmlDocPtr *d)
         xmlFreeDoc(*d);
 }
 
-/* Text of the first node matching xpath in the capabilities XML, or NULL. */
-static char *hx_caps_text(xmlDocPtr doc, const char *xpath)
-{
-    xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
-    if (!ctx)
-        return NULL;
-    char *out = NULL;
-    xmlXPathObjectPtr o = xmlXPathEvalExpression((const xmlChar *)xpath, ctx);
-    if (o && o->nodesetval && o->nodesetval->nodeNr > 0) {
-        xmlChar *t = xmlNodeGetContent(o->nodesetval->nodeTab[0]);
-        if (t) {
-            out = strdup((const char *)t);
-            xmlFree(t);
-        }
-    }
-    xmlXPathFreeObject(o);
-    xmlXPathFreeContext(ctx);
-    return out;
-}
-
 static void hx_json_set_str(json_t *o, const char *k, const char *v)
 {
     json_object_set_new(o, k, v ? json_string(v) : json_null());
@@ -502,9 +483,9 @@ static json_t *hx_node_gather_info(hx_node *n)
         caps ? xmlReadMemory(caps, (int)strlen(caps), "capabilities.xml", NULL,
                              XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
              : NULL;
-    hx_autofree char *host_uuid = doc ? hx_caps_text(doc, "/capabilities/host/uuid") : NULL;
-    hx_autofree char *cpu_model = doc ? hx_caps_text(doc, "/capabilities/host/cpu/model") : NULL;
-    hx_autofree char *cpu_vendor = doc ? hx_caps_text(doc, "/capabilities/host/cpu/vendor") : NULL;
+    hx_autofree char *host_uuid = doc ? hx_xml_text(doc, "/capabilities/host/uuid") : NULL;
+    hx_autofree char *cpu_model = doc ? hx_xml_text(doc, "/capabilities/host/cpu/model") : NULL;
+    hx_autofree char *cpu_vendor = doc ? hx_xml_text(doc, "/capabilities/host/cpu/vendor") : NULL;
     hx_json_set_str(info, "host_uuid", host_uuid);
     virNodeInfo ni;
     if (virNodeGetInfo(c, &ni) == 0) {

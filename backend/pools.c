@@ -9,6 +9,7 @@
 #include "hx_log.h"
 #include "hx_util.h"
 #include "node.h"
+#include "xmltext.h"
 
 #include <errno.h>
 #include <libvirt/virterror.h>
@@ -96,27 +97,6 @@ static const char *hx_vol_type_str(int type)
     default:
         return "unknown";
     }
-}
-
-/* Text of the first node xpath selects in doc (an element's content or an attribute's value),
- * or NULL. */
-static char *hx_pool_xpath(xmlDocPtr doc, const char *xpath)
-{
-    xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
-    if (!ctx)
-        return NULL;
-    char *out = NULL;
-    xmlXPathObjectPtr o = xmlXPathEvalExpression((const xmlChar *)xpath, ctx);
-    if (o && o->nodesetval && o->nodesetval->nodeNr > 0) {
-        xmlChar *t = xmlNodeGetContent(o->nodesetval->nodeTab[0]);
-        if (t) {
-            out = strdup((const char *)t);
-            xmlFree(t);
-        }
-    }
-    xmlXPathFreeObject(o);
-    xmlXPathFreeContext(ctx);
-    return out;
 }
 
 static xmlDocPtr hx_pool_parse(const char *xml, const char *what)
@@ -429,9 +409,9 @@ static void hx_pool_backing_of(virConnectPtr c, xmlDocPtr doc, char *fs, size_t 
 {
     fs[0] = '\0';
     *reflink = 0;
-    hx_autofree char *type = hx_pool_xpath(doc, "/pool/@type");
-    hx_autofree char *path = hx_pool_xpath(doc, "/pool/target/path");
-    hx_autofree char *format = hx_pool_xpath(doc, "/pool/source/format/@type");
+    hx_autofree char *type = hx_xml_text(doc, "/pool/@type");
+    hx_autofree char *path = hx_xml_text(doc, "/pool/target/path");
+    hx_autofree char *format = hx_xml_text(doc, "/pool/source/format/@type");
     /* Only these pool types keep volumes as files on a filesystem at the target path. */
     if (!type || !path ||
         (strcmp(type, "dir") != 0 && strcmp(type, "fs") != 0 && strcmp(type, "netfs") != 0))
@@ -527,8 +507,8 @@ static int hx_pool_status_fn(virConnectPtr c, const json_t *in, json_t **out)
         hx_err("node %s: pool %s: libvirt's XML does not parse", node, name);
         return -EIO;
     }
-    hx_autofree char *type = hx_pool_xpath(doc, "/pool/@type");
-    hx_autofree char *path = hx_pool_xpath(doc, "/pool/target/path");
+    hx_autofree char *type = hx_xml_text(doc, "/pool/@type");
+    hx_autofree char *path = hx_xml_text(doc, "/pool/target/path");
     /* Volumes can be counted only while the pool runs (libvirt refuses otherwise). */
     int nvol = info.state == VIR_STORAGE_POOL_RUNNING ? virStoragePoolNumOfVolumes(p) : -1;
     char fs[32];
@@ -636,8 +616,8 @@ static int hx_vol_info_fn(virConnectPtr c, const json_t *in, json_t **out)
                hx_in_str(in, "pool"), hx_in_str(in, "vol"), virGetLastErrorMessage());
         return -EIO;
     }
-    hx_autofree char *format = hx_pool_xpath(doc, "/volume/target/format/@type");
-    hx_autofree char *backing = hx_pool_xpath(doc, "/volume/backingStore/path");
+    hx_autofree char *format = hx_xml_text(doc, "/volume/target/format/@type");
+    hx_autofree char *backing = hx_xml_text(doc, "/volume/backingStore/path");
     json_t *d = json_object();
     json_object_set_new(d, "name", json_string(virStorageVolGetName(v)));
     json_object_set_new(d, "key", hx_pool_str0(key));

@@ -508,63 +508,25 @@ json_t *hx_snap_info_from_xml(const char *xml, int current, json_t *children,
 
 /* ---- changes: the common preamble ---- */
 
-typedef struct hx_snapctx {
-    hx_node *n;
-    virConnectPtr conn;
-    virDomainPtr dom;
-    hx_vm_view view;
-    char locked[HX_UUID_LEN];
-} hx_snapctx;
+typedef hx_vmctx hx_snapctx;
 
+/* Ends a snapshot change: the node's cache of the VM refreshed, the kernel's copies of the
+ * snapshot files dropped, then the shared cleanup (lock released last). */
 static void hx_snapctx_clear(hx_snapctx *c)
 {
-    if (c->dom)
-        virDomainFree(c->dom);
-    if (c->conn)
-        virConnectClose(c->conn);
-    if (c->n) {
-        /* Every change ends with the node's cache of this VM up to date. */
-        if (c->locked[0] &&
-            hx_node_call(c->n, HX_REQ_REFRESH, c->view.name, c->view.uuid, NULL) < 0)
-            hx_warn("node %s: cannot refresh VM %s after a snapshot change", c->n->name,
-                    c->view.name);
-        hx_node_unref(c->n);
-    }
-    if (c->locked[0]) {
-        hx_sc_changed(c->locked);
-        hx_vm_unlock(c->locked);
-    }
-    hx_vm_view_clear(&c->view);
-    memset(c, 0, sizeof(*c));
+    if (c->n && c->uuid[0] &&
+        hx_node_call(c->n, HX_REQ_REFRESH, c->view.name, c->view.uuid, NULL) < 0)
+        hx_warn("node %s: cannot refresh VM %s after a snapshot change", c->n->name, c->view.name);
+    if (c->uuid[0])
+        hx_sc_changed(c->uuid);
+    hx_vmctx_clear(c);
 }
 #define hx_autoctx __attribute__((cleanup(hx_snapctx_clear)))
 
 static int hx_snapctx_open(hx_cluster *cl, const char *node, const char *vm, const char *uuid,
                            hx_snapctx *c, char **msg)
 {
-    memset(c, 0, sizeof(*c));
-    c->n = hx_cluster_get(cl, node);
-    if (!c->n)
-        return hx_fail(msg, -ENOENT, "node %s does not exist", node);
-    int r = hx_cluster_vm_view(cl, node, vm, uuid, &c->view);
-    if (r == -EHOSTDOWN)
-        return hx_fail(msg, r, "node %s is offline", node);
-    if (r < 0)
-        return hx_fail(msg, r, "VM %s does not exist on node %s", vm, node);
-    r = hx_vm_trylock(c->view.uuid);
-    if (r == -EBUSY)
-        return hx_fail(msg, r, "VM %s is busy with another operation", vm);
-    if (r < 0)
-        return hx_fail(msg, r, "VM %s: out of memory", vm);
-    hx_strlcpy(c->locked, c->view.uuid, sizeof(c->locked));
-    c->conn = hx_node_conn(c->n);
-    if (!c->conn)
-        return hx_fail(msg, -EHOSTDOWN, "node %s is offline", node);
-    c->dom = virDomainLookupByUUIDString(c->conn, c->view.uuid);
-    if (!c->dom)
-        return hx_fail(msg, hx_snap_virt_errno(), "VM %s on node %s: %s", vm, node,
-                       virGetLastErrorMessage());
-    return 0;
+    return hx_vmctx_open(cl, node, vm, uuid, c, msg);
 }
 
 static virDomainSnapshotPtr hx_snap_get(hx_snapctx *c, const char *vm, const char *snap, char **msg,

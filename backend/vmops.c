@@ -167,15 +167,7 @@ void hx_vm_unlock(const char *uuid)
 
 /* ---- common preamble: node, connection, lock, cached view, domain ---- */
 
-typedef struct hx_vmctx {
-    hx_node *n;
-    virConnectPtr conn;
-    virDomainPtr dom;
-    hx_vm_view view;
-    char uuid[HX_UUID_LEN];
-} hx_vmctx;
-
-static void hx_vmctx_clear(hx_vmctx *c)
+void hx_vmctx_clear(hx_vmctx *c)
 {
     if (c->dom)
         virDomainFree(c->dom);
@@ -190,8 +182,8 @@ static void hx_vmctx_clear(hx_vmctx *c)
 }
 #define hx_autoctx __attribute__((cleanup(hx_vmctx_clear)))
 
-static int hx_vmctx_open(hx_cluster *cl, const char *node, const char *vm, const char *uuid,
-                         hx_vmctx *c, char **msg)
+int hx_vmctx_open(hx_cluster *cl, const char *node, const char *vm, const char *uuid, hx_vmctx *c,
+                  char **msg)
 {
     memset(c, 0, sizeof(*c));
     c->n = hx_cluster_get(cl, node);

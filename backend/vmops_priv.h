@@ -11,6 +11,21 @@
 #define HX_VOLS_NS "https://horcrux.dev/xmlns/volumes/1"
 #define HX_VOLS_PREFIX "hxvol"
 
+/* What a change to one VM holds while it runs: the node, a connection reference, the domain
+ * handle, the cached view, and the VM's operation lock (uuid, released by hx_vmctx_clear). */
+typedef struct hx_vmctx {
+    hx_node *n;
+    virConnectPtr conn;
+    virDomainPtr dom;
+    hx_vm_view view;
+    char uuid[HX_UUID_LEN];
+} hx_vmctx;
+/* Fills c for VM vm on node (checked against uuid): -ENOENT, -EHOSTDOWN, -EBUSY (locked),
+ * libvirt's errno; *msg names the VM. Clear it with hx_vmctx_clear even on failure. */
+int hx_vmctx_open(hx_cluster *cl, const char *node, const char *vm, const char *uuid, hx_vmctx *c,
+                  char **msg);
+void hx_vmctx_clear(hx_vmctx *c);
+
 /* Sets *msg to a formatted sentence and returns err (negative errno). */
 int hx_fail(char **msg, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The errno for libvirt's last error. */

@@ -1,0 +1,8 @@
+/* Small libxml2 helpers shared by the backend modules that read libvirt's XML. */
+#pragma once
+
+#include <libxml/tree.h>
+
+/* Text of the first node xpath selects in doc (an element's content or an attribute's value),
+ * malloc'd, or NULL. */
+char *hx_xml_text(xmlDocPtr doc, const char *xpath);
