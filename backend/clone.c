@@ -1,4 +1,5 @@
 /* Clones of VMs as jobs: checks on the caller's thread, the copy on the job's thread. */
+#include "auto.h"
 #include "hx_clone.h"
 #include "hx_domxml.h"
 #include "hx_jobs.h"
@@ -30,69 +31,10 @@ static hx_cluster *hx_clone_cl;
 
 /* ---- scoped cleanup ---- */
 
-static void hx_cl_connp(virConnectPtr *c)
-{
-    if (*c)
-        virConnectClose(*c);
-}
-static void hx_cl_domp(virDomainPtr *d)
-{
-    if (*d)
-        virDomainFree(*d);
-}
-static void hx_cl_poolp(virStoragePoolPtr *p)
-{
-    if (*p)
-        virStoragePoolFree(*p);
-}
-static void hx_cl_volp(virStorageVolPtr *v)
-{
-    if (*v)
-        virStorageVolFree(*v);
-}
-static void hx_cl_streamp(virStreamPtr *s)
-{
-    if (*s)
-        virStreamFree(*s);
-}
-static void hx_cl_nodep(hx_node **n)
-{
-    if (*n)
-        hx_node_unref(*n);
-}
-static void hx_cl_jsonp(json_t **j)
-{
-    json_decref(*j);
-}
-static void hx_cl_xmlp(xmlDocPtr *d)
-{
-    if (*d)
-        xmlFreeDoc(*d);
-}
-static void hx_cl_xpctxp(xmlXPathContextPtr *c)
-{
-    if (*c)
-        xmlXPathFreeContext(*c);
-}
-static void hx_cl_xpobjp(xmlXPathObjectPtr *o)
-{
-    if (*o)
-        xmlXPathFreeObject(*o);
-}
 static void hx_cl_viewp(hx_vm_view *v)
 {
     hx_vm_view_clear(v);
 }
-#define hx_autoconn __attribute__((cleanup(hx_cl_connp)))
-#define hx_autodom __attribute__((cleanup(hx_cl_domp)))
-#define hx_autopool __attribute__((cleanup(hx_cl_poolp)))
-#define hx_autovol __attribute__((cleanup(hx_cl_volp)))
-#define hx_autostream __attribute__((cleanup(hx_cl_streamp)))
-#define hx_autonode __attribute__((cleanup(hx_cl_nodep)))
-#define hx_autojson __attribute__((cleanup(hx_cl_jsonp)))
-#define hx_autoxml __attribute__((cleanup(hx_cl_xmlp)))
-#define hx_autoxpctx __attribute__((cleanup(hx_cl_xpctxp)))
-#define hx_autoxpobj __attribute__((cleanup(hx_cl_xpobjp)))
 
 static xmlDocPtr hx_clone_parse(const char *xml)
 {

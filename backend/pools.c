@@ -5,6 +5,7 @@
  * refresh: virStoragePoolRefresh). Documents (status.json, info.json) and volume listings are
  * read live on the node's thread: capacity, allocation and volumes change without any event.
  */
+#include "auto.h"
 #include "hx_pools.h"
 #include "hx_log.h"
 #include "hx_util.h"
@@ -25,25 +26,6 @@
 
 /* ---- scoped cleanup ---- */
 
-static void hx_pool_poolp(virStoragePoolPtr *p)
-{
-    if (*p)
-        virStoragePoolFree(*p);
-}
-static void hx_pool_volp(virStorageVolPtr *v)
-{
-    if (*v)
-        virStorageVolFree(*v);
-}
-static void hx_pool_jsonp(json_t **j)
-{
-    json_decref(*j);
-}
-static void hx_pool_xmlp(xmlDocPtr *d)
-{
-    if (*d)
-        xmlFreeDoc(*d);
-}
 static void hx_pool_urip(xmlURIPtr *u)
 {
     if (*u)
@@ -54,10 +36,6 @@ static void hx_pool_fdp(int *fd)
     if (*fd >= 0)
         close(*fd);
 }
-#define hx_autopool __attribute__((cleanup(hx_pool_poolp)))
-#define hx_autovol __attribute__((cleanup(hx_pool_volp)))
-#define hx_autojson __attribute__((cleanup(hx_pool_jsonp)))
-#define hx_autoxml __attribute__((cleanup(hx_pool_xmlp)))
 #define hx_autouri __attribute__((cleanup(hx_pool_urip)))
 #define hx_autofd __attribute__((cleanup(hx_pool_fdp)))
 

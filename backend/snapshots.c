@@ -1,4 +1,5 @@
 /* Snapshots of VMs through libvirt (see hx_snapshots.h). */
+#include "auto.h"
 #include "hx_snapshots.h"
 #include "hx_log.h"
 #include "hx_pools.h"
@@ -31,60 +32,6 @@
 #define HX_SNAP_DESC_MAX (64 * 1024)
 
 /* ---- scoped cleanup ---- */
-
-static void hx_domp(virDomainPtr *d)
-{
-    if (*d)
-        virDomainFree(*d);
-}
-static void hx_snapp(virDomainSnapshotPtr *s)
-{
-    if (*s)
-        virDomainSnapshotFree(*s);
-}
-static void hx_poolp(virStoragePoolPtr *p)
-{
-    if (*p)
-        virStoragePoolFree(*p);
-}
-static void hx_volp(virStorageVolPtr *v)
-{
-    if (*v)
-        virStorageVolFree(*v);
-}
-static void hx_jsonp(json_t **j)
-{
-    json_decref(*j);
-}
-static void hx_xmldocp(xmlDocPtr *d)
-{
-    if (*d)
-        xmlFreeDoc(*d);
-}
-static void hx_xpctxp(xmlXPathContextPtr *c)
-{
-    if (*c)
-        xmlXPathFreeContext(*c);
-}
-static void hx_xpobjp(xmlXPathObjectPtr *o)
-{
-    if (*o)
-        xmlXPathFreeObject(*o);
-}
-static void hx_xmlfreep(xmlChar **s)
-{
-    if (*s)
-        xmlFree(*s);
-}
-#define hx_autodom __attribute__((cleanup(hx_domp)))
-#define hx_autosnap __attribute__((cleanup(hx_snapp)))
-#define hx_autopool __attribute__((cleanup(hx_poolp)))
-#define hx_autovol __attribute__((cleanup(hx_volp)))
-#define hx_autojson __attribute__((cleanup(hx_jsonp)))
-#define hx_autoxml __attribute__((cleanup(hx_xmldocp)))
-#define hx_autoxpctx __attribute__((cleanup(hx_xpctxp)))
-#define hx_autoxpobj __attribute__((cleanup(hx_xpobjp)))
-#define hx_autoxmlstr __attribute__((cleanup(hx_xmlfreep)))
 
 /* libvirt's errors as errnos (vmops.c), except that a snapshot's only input is its name: what
  * libvirt refuses in the configuration is the backend's failure (EIO), not the caller's. */

@@ -1,4 +1,5 @@
 /* Actions on VMs through libvirt: lifecycle, config.json commits, create, delete. */
+#include "auto.h"
 #include "hx_vmops.h"
 #include "hx_snapshots.h"
 #include "hx_cloudinit.h"
@@ -22,58 +23,6 @@
 #include <string.h>
 
 /* ---- scoped cleanup ---- */
-
-static void hx_connp(virConnectPtr *c)
-{
-    if (*c)
-        virConnectClose(*c);
-}
-static void hx_domp(virDomainPtr *d)
-{
-    if (*d)
-        virDomainFree(*d);
-}
-static void hx_poolp(virStoragePoolPtr *p)
-{
-    if (*p)
-        virStoragePoolFree(*p);
-}
-static void hx_volp(virStorageVolPtr *v)
-{
-    if (*v)
-        virStorageVolFree(*v);
-}
-static void hx_nodep(hx_node **n)
-{
-    if (*n)
-        hx_node_unref(*n);
-}
-static void hx_jsonp(json_t **j)
-{
-    json_decref(*j);
-}
-static void hx_xmldocp(xmlDocPtr *d)
-{
-    if (*d)
-        xmlFreeDoc(*d);
-}
-static void hx_xpctxp(xmlXPathContextPtr *c)
-{
-    if (*c)
-        xmlXPathFreeContext(*c);
-}
-static void hx_xpobjp(xmlXPathObjectPtr *o)
-{
-    if (*o)
-        xmlXPathFreeObject(*o);
-}
-#define hx_autoconn __attribute__((cleanup(hx_connp)))
-#define hx_autodom __attribute__((cleanup(hx_domp)))
-#define hx_autopool __attribute__((cleanup(hx_poolp)))
-#define hx_autovol __attribute__((cleanup(hx_volp)))
-#define hx_autonode __attribute__((cleanup(hx_nodep)))
-#define hx_autojson __attribute__((cleanup(hx_jsonp)))
-#define hx_autoxml __attribute__((cleanup(hx_xmldocp)))
 
 static int hx_str_same(const char *a, const char *b)
 {
