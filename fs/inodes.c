@@ -145,7 +145,18 @@ static hx_blob *hx_blob_new(const char *data, size_t len)
     return b;
 }
 
+static int hx_inode_render(hx_inode *e, hx_blob **out, int honor_ttl);
+
 int hx_inode_content(hx_inode *e, hx_blob **out)
+{
+    return hx_inode_render(e, out, 1);
+}
+
+/* honor_ttl 0: a rendering whose object has not changed is kept even when its TTL ran out.
+ * stat and fstat use it: the kernel sends fstat without the file handle, so a TTL re-render
+ * there would report a size other than the one the reader's open pinned; the next open
+ * renders again anyway. */
+static int hx_inode_render(hx_inode *e, hx_blob **out, int honor_ttl)
 {
     hx_obj o;
     hx_inode_obj(e, &o);
@@ -160,7 +171,8 @@ int hx_inode_content(hx_inode *e, hx_blob **out)
     long long now = hx_now_mono_ns();
     pthread_mutex_lock(&e->lock);
     if (e->memo && e->memo_version == ver &&
-        (k->ttl_ms == 0 || now - e->memo_at_ns < (long long)k->ttl_ms * 1000000LL)) {
+        (k->ttl_ms == 0 || !honor_ttl ||
+         now - e->memo_at_ns < (long long)k->ttl_ms * 1000000LL)) {
         *out = hx_blob_ref(e->memo);
         pthread_mutex_unlock(&e->lock);
         return 0;
@@ -220,7 +232,7 @@ int hx_inode_stat(hx_inode *e, hx_blob *pinned, struct stat *st)
         if (pinned) {
             b = hx_blob_ref(pinned);
         } else {
-            int r = hx_inode_content(e, &b);
+            int r = hx_inode_render(e, &b, 0);
             if (r < 0)
                 return r;
         }

@@ -284,3 +284,23 @@ def test_stat_size_before_first_read(mount):
             if size != len(b):
                 bad.append('%s: stat %d, read %d' % (p, size, len(b)))
     assert not bad, '\n'.join(bad)
+
+
+def test_fstat_of_sampled_document_after_its_ttl(mount):
+    # metrics.json is sampled again at most every second; a reader's fstat (which the kernel
+    # sends without the file handle) keeps reporting the size of what its open read
+    import time
+    p = os.path.join(mount, 'nodes', 'n1', 'vms', '100', 'metrics.json')
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        b = b''
+        while True:
+            c = os.read(fd, 4096)
+            if not c:
+                break
+            b += c
+        time.sleep(1.3)   # past the sample's 1 s lifetime
+        assert os.fstat(fd).st_size == len(b)
+        valid_json(b, p)
+    finally:
+        os.close(fd)
