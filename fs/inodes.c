@@ -171,8 +171,7 @@ static int hx_inode_render(hx_inode *e, hx_blob **out, int honor_ttl)
     long long now = hx_now_mono_ns();
     pthread_mutex_lock(&e->lock);
     if (e->memo && e->memo_version == ver &&
-        (k->ttl_ms == 0 || !honor_ttl ||
-         now - e->memo_at_ns < (long long)k->ttl_ms * 1000000LL)) {
+        (k->ttl_ms == 0 || !honor_ttl || now - e->memo_at_ns < (long long)k->ttl_ms * 1000000LL)) {
         *out = hx_blob_ref(e->memo);
         pthread_mutex_unlock(&e->lock);
         return 0;
