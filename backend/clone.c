@@ -624,32 +624,6 @@ static int hx_clone_copy_disk(hx_job *j, virConnectPtr sc, virConnectPtr dc, jso
     return 0;
 }
 
-/* Volume XML for a new volume: sparse (allocation 0); for linked clones, a qcow2 over a
- * backing file. */
-static char *hx_clone_vol_xml(const char *name, unsigned long long capacity, const char *format,
-                              const char *backing, const char *backing_format)
-{
-    hx_autoxml xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
-    xmlNodePtr root = xmlNewNode(NULL, BAD_CAST "volume");
-    xmlDocSetRootElement(doc, root);
-    xmlNewTextChild(root, NULL, BAD_CAST "name", BAD_CAST name);
-    char cap[32];
-    snprintf(cap, sizeof(cap), "%llu", capacity);
-    xmlNewProp(xmlNewTextChild(root, NULL, BAD_CAST "capacity", BAD_CAST cap), BAD_CAST "unit",
-               BAD_CAST "bytes");
-    xmlNewProp(xmlNewTextChild(root, NULL, BAD_CAST "allocation", BAD_CAST "0"), BAD_CAST "unit",
-               BAD_CAST "bytes");
-    xmlNodePtr t = xmlNewChild(root, NULL, BAD_CAST "target", NULL);
-    xmlNewProp(xmlNewChild(t, NULL, BAD_CAST "format", NULL), BAD_CAST "type", BAD_CAST format);
-    if (backing) {
-        xmlNodePtr b = xmlNewChild(root, NULL, BAD_CAST "backingStore", NULL);
-        xmlNewTextChild(b, NULL, BAD_CAST "path", BAD_CAST backing);
-        xmlNewProp(xmlNewChild(b, NULL, BAD_CAST "format", NULL), BAD_CAST "type",
-                   BAD_CAST backing_format);
-    }
-    return hx_xml_dump(doc, root);
-}
-
 /* The clone's domain XML: new name and UUID, new MACs, disks on the new volumes, the Horcrux
  * metadata of the new volumes and, for linked clones, of the template it hangs on. */
 static char *hx_clone_domxml(hx_clone_req *q, virConnectPtr dc)
@@ -806,8 +780,9 @@ static int hx_clone_run(hx_job *j, void *arg, char **msg)
         hx_autopool virStoragePoolPtr p = virStoragePoolLookupByName(dc, pool);
         const char *fmt = json_string_value(json_object_get(d, "dst_format"));
         int overlay = q->linked && !json_is_true(json_object_get(d, "reflink"));
-        hx_autofree char *xml = hx_clone_vol_xml(
-            vol, (unsigned long long)json_integer_value(json_object_get(d, "capacity")), fmt,
+        /* Sparse (allocation 0); for linked clones, a qcow2 over a backing file. */
+        hx_autofree char *xml = hx_volume_xml(
+            vol, (unsigned long long)json_integer_value(json_object_get(d, "capacity")), fmt, 1,
             overlay ? json_string_value(json_object_get(d, "src_path")) : NULL,
             json_string_value(json_object_get(d, "format")));
         hx_autovol virStorageVolPtr nv = NULL;

@@ -880,22 +880,6 @@ static int hx_bt_disks(hx_snapctx *c, json_t **out)
     return 1;
 }
 
-/* Volume XML for a raw copy of capacity bytes. */
-static char *hx_bt_vol_xml(const char *name, unsigned long long capacity)
-{
-    hx_autoxml xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
-    xmlNodePtr root = xmlNewNode(NULL, BAD_CAST "volume");
-    xmlDocSetRootElement(doc, root);
-    xmlNewTextChild(root, NULL, BAD_CAST "name", BAD_CAST name);
-    char cap[32];
-    snprintf(cap, sizeof(cap), "%llu", capacity);
-    xmlNewProp(xmlNewTextChild(root, NULL, BAD_CAST "capacity", BAD_CAST cap), BAD_CAST "unit",
-               BAD_CAST "bytes");
-    xmlNodePtr t = xmlNewChild(root, NULL, BAD_CAST "target", NULL);
-    xmlNewProp(xmlNewChild(t, NULL, BAD_CAST "format", NULL), BAD_CAST "type", BAD_CAST "raw");
-    return hx_xml_dump(doc, root);
-}
-
 /* A reflink copy of volume from in pool as a new volume named to; NULL with libvirt's error. */
 static virStorageVolPtr hx_bt_reflink(virConnectPtr conn, const char *pool, const char *from,
                                       const char *to)
@@ -905,7 +889,7 @@ static virStorageVolPtr hx_bt_reflink(virConnectPtr conn, const char *pool, cons
     virStorageVolInfo vi;
     if (!src || virStorageVolGetInfo(src, &vi) < 0)
         return NULL;
-    hx_autofree char *xml = hx_bt_vol_xml(to, vi.capacity);
+    hx_autofree char *xml = hx_volume_xml(to, vi.capacity, "raw", 0, NULL, NULL);
     /* FICLONE of the whole file: no data moves, the copy shares every extent. libvirt reports
      * an error instead of copying bytes when the filesystem cannot clone. */
     return xml ? virStorageVolCreateXMLFrom(p, xml, src, VIR_STORAGE_VOL_CREATE_REFLINK) : NULL;

@@ -348,8 +348,8 @@ char *hx_xml_dump(xmlDocPtr doc, xmlNodePtr node)
     return out;
 }
 
-/* Storage volume XML for a new volume, built with libxml2. */
-static char *hx_volume_xml(const char *name, unsigned long long bytes, const char *format)
+char *hx_volume_xml(const char *name, unsigned long long bytes, const char *format, int sparse,
+                    const char *backing, const char *backing_format)
 {
     hx_autoxml xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
     if (!doc)
@@ -359,12 +359,20 @@ static char *hx_volume_xml(const char *name, unsigned long long bytes, const cha
     xmlNewTextChild(root, NULL, BAD_CAST "name", BAD_CAST name);
     char cap[32];
     snprintf(cap, sizeof(cap), "%llu", bytes);
-    xmlNodePtr c = xmlNewTextChild(root, NULL, BAD_CAST "capacity", BAD_CAST cap);
-    xmlNewProp(c, BAD_CAST "unit", BAD_CAST "bytes");
+    xmlNewProp(xmlNewTextChild(root, NULL, BAD_CAST "capacity", BAD_CAST cap), BAD_CAST "unit",
+               BAD_CAST "bytes");
+    if (sparse)
+        xmlNewProp(xmlNewTextChild(root, NULL, BAD_CAST "allocation", BAD_CAST "0"),
+                   BAD_CAST "unit", BAD_CAST "bytes");
     if (format && *format) {
         xmlNodePtr t = xmlNewChild(root, NULL, BAD_CAST "target", NULL);
-        xmlNodePtr f = xmlNewChild(t, NULL, BAD_CAST "format", NULL);
-        xmlNewProp(f, BAD_CAST "type", BAD_CAST format);
+        xmlNewProp(xmlNewChild(t, NULL, BAD_CAST "format", NULL), BAD_CAST "type", BAD_CAST format);
+    }
+    if (backing) {
+        xmlNodePtr bs = xmlNewChild(root, NULL, BAD_CAST "backingStore", NULL);
+        xmlNewTextChild(bs, NULL, BAD_CAST "path", BAD_CAST backing);
+        xmlNewProp(xmlNewChild(bs, NULL, BAD_CAST "format", NULL), BAD_CAST "type",
+                   BAD_CAST backing_format);
     }
     return hx_xml_dump(doc, root);
 }
@@ -416,7 +424,8 @@ static int hx_volumes_create(virConnectPtr conn, json_t *vols, const char *vm, c
                         "VM %s: volume %s/%s needs %lld bytes but pool %s has %llu free", vm, pool,
                         name, (long long)size, pool, pi.available);
         } else {
-            hx_autofree char *xml = hx_volume_xml(name, (unsigned long long)size, fmt);
+            hx_autofree char *xml =
+                hx_volume_xml(name, (unsigned long long)size, fmt, 0, NULL, NULL);
             hx_autovol virStorageVolPtr vol = xml ? virStorageVolCreateXML(p, xml, 0) : NULL;
             if (!vol) {
                 r = xml ? hx_virt_errno() : -ENOMEM;

@@ -34,6 +34,10 @@ int hx_virt_errno(void);
 void hx_vm_refresh(hx_node *n, const char *name, const char *uuid);
 /* The XML of node (or of the whole document when node is NULL), malloc'd. */
 char *hx_xml_dump(xmlDocPtr doc, xmlNodePtr node);
+/* Storage volume XML (libxml2): capacity in bytes, target format when given, allocation 0 when
+ * sparse, and a backing store when backing is given. malloc'd or NULL. */
+char *hx_volume_xml(const char *name, unsigned long long bytes, const char *format, int sparse,
+                    const char *backing, const char *backing_format);
 /* Deletes the volumes of vols ([{"pool","name"}]); a volume already gone is fine. */
 void hx_volumes_delete(virConnectPtr conn, json_t *vols, const char *vm);
 /* Adds vols to the Horcrux volume metadata of a domain XML; the new XML or NULL. */
