@@ -54,6 +54,7 @@ META_NS = 'https://horcrux.dev/testbed'
 
 # bind-mount layout: per-node subdir -> path inside the node.  /run must be last
 # (DIR itself may live below /run).
+RESTART_SEC = 0.1   # systemd's default RestartSec for libvirtd.service (Restart=on-failure)
 MOUNTS = [('etc', '/etc/libvirt'), ('lib', '/var/lib/libvirt'),
           ('log', '/var/log/libvirt'), ('cache', '/var/cache/libvirt'),
           ('hosts', '/etc/hosts'), ('run', '/run')]
@@ -413,6 +414,37 @@ def _node_main(args):
         if 'libvirtd' not in children:
             spawn('libvirtd', ['/usr/sbin/libvirtd'])
 
+    def held(role):
+        """kill_libvirtd() leaves <role>.hold: the test wants the daemon down."""
+        try:
+            os.stat(role + '.hold', dir_fd=dfd)
+            return True
+        except OSError:
+            return False
+
+    restarts = []       # monotonic times of automatic restarts
+    pending = []        # roles to start again after RESTART_SEC
+
+    def died(role, pid, status):
+        """A daemon that ended on its own (a crash): start it again as systemd does for
+        libvirtd.service (Restart=on-failure, RestartSec 100 ms, at most 5 starts in 10 s),
+        and record it in 'crashes' so that the test harness can report it."""
+        how = ('signal %d%s' % (os.WTERMSIG(status), ' (core dumped)' if os.WCOREDUMP(status)
+                                else '') if os.WIFSIGNALED(status)
+               else 'exit status %d' % os.WEXITSTATUS(status))
+        log('%s pid %d ended by itself: %s' % (role, pid, how))
+        fd = os.open('crashes', os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644, dir_fd=dfd)
+        os.write(fd, (json.dumps({'time': time.time(), 'role': role, 'pid': pid,
+                                  'how': how}) + '\n').encode())
+        os.close(fd)
+        now = time.monotonic()
+        restarts[:] = [t for t in restarts if now - t < 10]
+        if len(restarts) >= 5:
+            log('%s: start limit hit (5 in 10 s); not restarting' % role)
+            return
+        restarts.append(now)
+        pending.append((now + RESTART_SEC, role))
+
     def reap():
         """Reap all exited children; False when we have no children at all."""
         while True:
@@ -427,6 +459,8 @@ def _node_main(args):
                     del children[role]
                     unnote(role + '.pid')
                     log('%s pid %d exited status %d' % (role, pid, status))
+                    if not stopping and not held(role):
+                        died(role, pid, status)
 
     def node_pids():
         me = os.getpid()
@@ -464,17 +498,24 @@ def _node_main(args):
         end = time.monotonic() + 3
         while time.monotonic() < end and (reap() or node_pids()):
             time.sleep(0.01)
-        for role in ('libvirtd', 'virtlogd', 'mntns'):
-            unnote(role + '.pid' if role != 'mntns' else role)
+        for name in ('libvirtd.pid', 'virtlogd.pid', 'mntns', 'libvirtd.hold'):
+            unnote(name)
         log('bye')
 
+    stopping = False
     start_daemons()
     while True:
-        info = signal.sigtimedwait(sigs, 1.0)
+        info = signal.sigtimedwait(sigs, 0.05 if pending else 1.0)
         reap()
+        if pending and not stopping:
+            now = time.monotonic()
+            if any(t <= now for t, _ in pending):
+                pending[:] = [(t, r) for t, r in pending if t > now]
+                start_daemons()
         if info is None:
             continue
         if info.si_signo in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
             shutdown()
             return 0
         if info.si_signo in (signal.SIGUSR1, signal.SIGHUP):
@@ -953,11 +994,25 @@ def status(dir=DEFAULT_DIR):
     return out
 
 
+def crashes(dir):
+    """Every daemon exit the subreapers did not ask for (see _node_main), oldest first."""
+    out = []
+    for n in _load(dir)['nodes']:
+        try:
+            with open(os.path.join(n['dir'], 'crashes')) as f:
+                out += [dict(json.loads(l), node=n['name']) for l in f if l.strip()]
+        except FileNotFoundError:
+            pass
+    return sorted(out, key=lambda c: c['time'])
+
+
 def kill_libvirtd(dir, node):
     n = _node(_load(dir), node)
     pid = _libvirtd_pid(n)
     if not pid:
         raise TestbedError('libvirtd of %s is not running' % node)
+    # the subreaper restarts a libvirtd that dies by itself; this one is meant to stay down
+    _write(os.path.join(n['dir'], 'libvirtd.hold'), 'killed by kill_libvirtd\n')
     os.kill(pid, signal.SIGKILL)
     end = time.monotonic() + 5
     while _pid_alive(pid) and time.monotonic() < end:
@@ -970,6 +1025,10 @@ def start_libvirtd(dir, node, timeout=20):
     rp = n.get('reaper_pid')
     if not rp or not _pid_alive(rp):
         raise TestbedError('subreaper of %s is gone; node cannot be restarted (down/up)' % node)
+    try:
+        os.unlink(os.path.join(n['dir'], 'libvirtd.hold'))
+    except FileNotFoundError:
+        pass
     if _libvirtd_pid(n) and _sock_accepts(n['socket']):
         return _libvirtd_pid(n)
     os.kill(rp, signal.SIGUSR1)

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 import pytest
 
@@ -333,6 +334,45 @@ def bed():
         problems = tb.down(d, prefix=PREFIX)
         if problems:
             print('[hxit] testbed down problems: %s' % problems)
+
+
+def _kernel_lines(role, pid):
+    """What the kernel logged about the process (a segfault line), if dmesg may be read."""
+    p = subprocess.run(['dmesg'], capture_output=True, text=True)
+    return [l for l in p.stdout.splitlines() if '%s[%d]' % (role, pid) in l][-3:]
+
+
+def _crashes(d):
+    try:
+        return tb.crashes(d)
+    except tb.TestbedError:   # the testbed itself is gone (test_testbed's last test)
+        return []
+
+
+@pytest.fixture(autouse=True)
+def libvirtd_crashes(request):
+    """Reports a libvirtd (or virtlogd) of the testbed that died by itself during a test.
+    The testbed's subreaper starts it again as systemd would (Restart=on-failure), so one
+    crash of the third-party daemon does not take every later test down with it; the test
+    that was running keeps its own verdict. The report names the node, how the daemon ended
+    and what the kernel logged, and lands in the warnings summary."""
+    if 'bed' not in request.fixturenames:
+        yield
+        return
+    b = request.getfixturevalue('bed')
+    d = b.dir if isinstance(b, Bed) else b['dir']
+    seen = len(_crashes(d))
+    yield
+    new = _crashes(d)[seen:]
+    for c in new:
+        msg = ('libvirt %s of testbed node %s (pid %d) ended by itself during this test: %s; '
+               'restarted as systemd would. kernel: %s'
+               % (c['role'], c['node'], c['pid'], c['how'], ' | '.join(_kernel_lines(c['role'], c['pid'])) or '-'))
+        print('\n[hxit] ' + msg)
+        request.node.user_properties.append(('libvirtd_crash', msg))
+        warnings.warn(msg)
+        if c['role'] == 'libvirtd':
+            tb.start_libvirtd(d, c['node'])   # back (the subreaper restarted it), or an error
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ Run as root:  /usr/bin/python3 -m pytest -s tests/integration/test_testbed.py
 """
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -175,6 +176,37 @@ def test_kill_and_restart_libvirtd(bed):
     out = tb.virsh(bed['dir'], 'n2', 'list', '--all')
     assert re.search(r'200\s+running', out) and re.search(r'201\s+shut off', out), out
     assert qemu_pid(bed, 'n2', '200') == guest
+
+
+def test_crashed_libvirtd_restarts_like_systemd(bed):
+    """A libvirtd that dies by itself (here by SIGSEGV) is started again, as systemd's
+    Restart=on-failure does for libvirtd.service, and the crash is recorded; guests live on."""
+    n2 = [x for x in bed['state']['nodes'] if x['name'] == 'n2'][0]
+    guest = qemu_pid(bed, 'n2', '200')
+    old = tb._libvirtd_pid(n2)
+    assert old
+    os.kill(old, signal.SIGSEGV)
+    t0 = time.monotonic()
+    new = None
+    while time.monotonic() - t0 < 10:
+        new = tb._libvirtd_pid(n2)
+        if new and new != old and not refuses(n2['socket']):
+            break
+        time.sleep(0.01)
+    print('\n[testbed] crashed libvirtd serving again after %.3fs' % (time.monotonic() - t0))
+    assert new and new != old and not refuses(n2['socket'])
+    bed['pids'].update((old, new))
+    c = tb.crashes(bed['dir'])[-1]
+    assert (c['node'], c['role'], c['pid']) == ('n2', 'libvirtd', old), c
+    assert c['how'].startswith('signal %d' % signal.SIGSEGV), c
+    out = tb.virsh(bed['dir'], 'n2', 'list', '--all')
+    assert re.search(r'200\s+running', out), out
+    assert qemu_pid(bed, 'n2', '200') == guest
+    # a libvirtd stopped on purpose stays down (kill_libvirtd), as before
+    tb.kill_libvirtd(bed['dir'], 'n2')
+    time.sleep(0.5)
+    assert refuses(n2['socket']) and tb._libvirtd_pid(n2) is None
+    bed['pids'].add(tb.start_libvirtd(bed['dir'], 'n2'))
 
 
 def test_zz_down_leaves_nothing(bed):
