@@ -26,7 +26,10 @@ Python API (stdlib only):
     remove_btrfs_pool(dir, node, name='fast')
 
 Subreaper control: SIGUSR1 = (re)start libvirtd (and virtlogd) if not
-running; SIGTERM/SIGINT = stop everything in the node and exit.
+running; SIGTERM/SIGINT = stop everything in the node and exit.  A daemon that
+ends by itself is started again after RESTART_SEC, as systemd does for
+libvirtd.service (Restart=on-failure), and recorded in DIR/nodes/<n>/crashes
+(crashes(dir) reads them); kill_libvirtd() marks libvirtd held so it stays down.
 """
 
 import argparse
