@@ -8,7 +8,18 @@
 #include "hx_tree.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <string.h>
+
+/* SHA-256 fetched once: EVP_sha256() makes EVP_Digest look the algorithm up in the provider
+ * tables on every call, and every entry of a listing computes an inode number. */
+static EVP_MD *hx_sha256;
+static pthread_once_t hx_sha256_once = PTHREAD_ONCE_INIT;
+
+static void hx_sha256_init(void)
+{
+    hx_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
 
 /* Writes the kind's pattern with its wildcards filled in: the VM's UUID (identity) or name. */
 static void hx_tree_expand(const hx_obj *o, int by_uuid, char *buf, size_t size)
@@ -18,7 +29,9 @@ static void hx_tree_expand(const hx_obj *o, int by_uuid, char *buf, size_t size)
     while (*p && k + 1 < size) {
         const char *sub = NULL;
         size_t skip = 0;
-        if (strncmp(p, "{node}", 6) == 0) {
+        if (*p != '{') {
+            /* a literal character: the common case */
+        } else if (strncmp(p, "{node}", 6) == 0) {
             sub = o->node;
             skip = 6;
         } else if (strncmp(p, "{vm}", 4) == 0) {
@@ -59,7 +72,8 @@ uint64_t hx_tree_ino(const hx_obj *o)
     hx_tree_identity(o, id, sizeof(id));
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    EVP_Digest(id, strlen(id), md, &mdlen, EVP_sha256(), NULL);
+    pthread_once(&hx_sha256_once, hx_sha256_init);
+    EVP_Digest(id, strlen(id), md, &mdlen, hx_sha256 ? hx_sha256 : EVP_sha256(), NULL);
     uint64_t ino = 0;
     for (int i = 0; i < 8; i++)
         ino = (ino << 8) | md[i];
