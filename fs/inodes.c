@@ -9,6 +9,7 @@
 
 struct hx_inode {
     uint64_t ino;
+    int kind;             /* obj.kind, set once: read without the lock */
     pthread_mutex_t lock; /* guards obj's names and the memo */
     hx_obj obj;
     hx_blob *memo;
@@ -90,11 +91,12 @@ hx_inode *hx_inodes_intern(const hx_obj *o)
     uint64_t ino = hx_tree_ino(o);
     hx_inode *e = hx_inodes_find(ino);
     if (e) {
-        /* Same identity; the VM's name may have changed (rename keeps the UUID). */
+        /* Same identity; the VM's name may have changed (rename keeps the UUID). The rest of
+         * the object is its identity: the copy is only needed when the name differs. */
         pthread_mutex_lock(&e->lock);
-        if (e->obj.kind == o->kind)
+        if (e->obj.kind == o->kind && strcmp(e->obj.vm, o->vm) != 0)
             e->obj = *o;
-        else
+        else if (e->obj.kind != o->kind)
             hx_err("inode %llu: identity collision between %s and %s", (unsigned long long)ino,
                    hx_kinds[e->obj.kind].pattern, hx_kinds[o->kind].pattern);
         pthread_mutex_unlock(&e->lock);
@@ -108,6 +110,7 @@ hx_inode *hx_inodes_intern(const hx_obj *o)
     }
     if (!e && (e = calloc(1, sizeof(*e)))) {
         e->ino = ino;
+        e->kind = o->kind;
         e->obj = *o;
         e->reported = -1;
         pthread_mutex_init(&e->lock, NULL);
@@ -124,6 +127,11 @@ hx_inode *hx_inodes_intern(const hx_obj *o)
 uint64_t hx_inode_ino(const hx_inode *e)
 {
     return e->ino;
+}
+
+int hx_inode_kind(const hx_inode *e)
+{
+    return e->kind;
 }
 
 void hx_inode_obj(hx_inode *e, hx_obj *out)
