@@ -284,6 +284,26 @@ int hx_cluster_vm_names(hx_cluster *cl, const char *node, char ***names, size_t 
     return 0;
 }
 
+int hx_cluster_vm_idents(hx_cluster *cl, const char *node, hx_vm_ident **out, size_t *count)
+{
+    hx_node *n;
+    int r = hx_cluster_online(cl, node, &n);
+    if (r < 0)
+        return r;
+    hx_vm_ident *v = malloc((n->n_doms ? n->n_doms : 1) * sizeof(*v));
+    size_t k = v ? n->n_doms : 0;
+    for (size_t i = 0; i < k; i++) {
+        hx_strlcpy(v[i].name, n->doms[i].v.name, sizeof(v[i].name));
+        hx_strlcpy(v[i].uuid, n->doms[i].v.uuid, sizeof(v[i].uuid));
+    }
+    hx_cluster_release(n);
+    if (!v)
+        return -ENOMEM;
+    *out = v;
+    *count = k;
+    return 0;
+}
+
 int hx_cluster_vm_lookup(hx_cluster *cl, const char *node, const char *name, char uuid[HX_UUID_LEN])
 {
     hx_node *n;

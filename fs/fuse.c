@@ -61,9 +61,9 @@ static hx_blob *hx_fuse_pinned(const hx_obj *o, struct fuse_file_info *fi)
 /* Documents re-rendered on a timer (metrics) change without an event to invalidate the kernel's
  * copy, so their attributes are never cached: each read then refreshes the size from the open
  * handle's pinned rendering (FUSE_CAP_AUTO_INVAL_DATA), and size and bytes agree. */
-static double hx_fuse_attr_timeout(const hx_obj *o)
+static double hx_fuse_attr_timeout(int kind)
 {
-    return hx_kinds[o->kind].ttl_ms > 0 ? 0.0 : HX_ATTR_TIMEOUT;
+    return hx_kinds[kind].ttl_ms > 0 ? 0.0 : HX_ATTR_TIMEOUT;
 }
 
 /* Attributes for a reply; records the size the kernel is told. */
@@ -72,11 +72,10 @@ int hx_fuse_stat(hx_inode *e, hx_blob *pinned, struct stat *st, double *timeout)
     int r = hx_inode_stat(e, pinned, st);
     if (r < 0)
         return r;
-    hx_obj o;
-    hx_inode_obj(e, &o);
-    if (hx_kinds[o.kind].type == HX_FT_DOC)
+    int kind = hx_inode_kind(e);
+    if (hx_kinds[kind].type == HX_FT_DOC)
         hx_inode_reported(e, st->st_size);
-    *timeout = hx_fuse_attr_timeout(&o);
+    *timeout = hx_fuse_attr_timeout(kind);
     /* The kernel keeps one size per inode. While files opened before the last change are still
      * read, no size is cached: each read then asks again through its own handle and gets the
      * size of the rendering that handle pinned. */

@@ -8,7 +8,44 @@
 #include "hx_tree.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <string.h>
+
+/* SHA-256 fetched once, and one digest context per thread: EVP_Digest with EVP_sha256() looks
+ * the algorithm up in the provider tables and allocates a context on every call, and every
+ * entry of a listing computes an inode number. */
+static EVP_MD *hx_sha256;
+static pthread_key_t hx_sha256_ctx;
+static pthread_once_t hx_sha256_once = PTHREAD_ONCE_INIT;
+
+static void hx_sha256_ctx_free(void *c)
+{
+    EVP_MD_CTX_free(c);
+}
+
+static void hx_sha256_init(void)
+{
+    hx_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (hx_sha256 && pthread_key_create(&hx_sha256_ctx, hx_sha256_ctx_free) != 0) {
+        EVP_MD_free(hx_sha256);
+        hx_sha256 = NULL;
+    }
+}
+
+static void hx_sha256_digest(const char *s, unsigned char *md)
+{
+    pthread_once(&hx_sha256_once, hx_sha256_init);
+    EVP_MD_CTX *c = hx_sha256 ? pthread_getspecific(hx_sha256_ctx) : NULL;
+    if (hx_sha256 && !c && (c = EVP_MD_CTX_new()) && pthread_setspecific(hx_sha256_ctx, c) != 0) {
+        EVP_MD_CTX_free(c);
+        c = NULL;
+    }
+    unsigned int len = 0;
+    if (c && EVP_DigestInit_ex2(c, hx_sha256, NULL) == 1 &&
+        EVP_DigestUpdate(c, s, strlen(s)) == 1 && EVP_DigestFinal_ex(c, md, &len) == 1)
+        return;
+    EVP_Digest(s, strlen(s), md, &len, EVP_sha256(), NULL);
+}
 
 /* Writes the kind's pattern with its wildcards filled in: the VM's UUID (identity) or name. */
 static void hx_tree_expand(const hx_obj *o, int by_uuid, char *buf, size_t size)
@@ -18,7 +55,9 @@ static void hx_tree_expand(const hx_obj *o, int by_uuid, char *buf, size_t size)
     while (*p && k + 1 < size) {
         const char *sub = NULL;
         size_t skip = 0;
-        if (strncmp(p, "{node}", 6) == 0) {
+        if (*p != '{') {
+            /* a literal character: the common case */
+        } else if (strncmp(p, "{node}", 6) == 0) {
             sub = o->node;
             skip = 6;
         } else if (strncmp(p, "{vm}", 4) == 0) {
@@ -58,8 +97,7 @@ uint64_t hx_tree_ino(const hx_obj *o)
     char id[1024];
     hx_tree_identity(o, id, sizeof(id));
     unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    EVP_Digest(id, strlen(id), md, &mdlen, EVP_sha256(), NULL);
+    hx_sha256_digest(id, md);
     uint64_t ino = 0;
     for (int i = 0; i < 8; i++)
         ino = (ino << 8) | md[i];

@@ -9,6 +9,7 @@
 
 struct hx_inode {
     uint64_t ino;
+    int kind;             /* obj.kind, set once: read without the lock */
     pthread_mutex_t lock; /* guards obj's names and the memo */
     hx_obj obj;
     hx_blob *memo;
@@ -90,11 +91,12 @@ hx_inode *hx_inodes_intern(const hx_obj *o)
     uint64_t ino = hx_tree_ino(o);
     hx_inode *e = hx_inodes_find(ino);
     if (e) {
-        /* Same identity; the VM's name may have changed (rename keeps the UUID). */
+        /* Same identity; the VM's name may have changed (rename keeps the UUID). The rest of
+         * the object is its identity: the copy is only needed when the name differs. */
         pthread_mutex_lock(&e->lock);
-        if (e->obj.kind == o->kind)
+        if (e->obj.kind == o->kind && strcmp(e->obj.vm, o->vm) != 0)
             e->obj = *o;
-        else
+        else if (e->obj.kind != o->kind)
             hx_err("inode %llu: identity collision between %s and %s", (unsigned long long)ino,
                    hx_kinds[e->obj.kind].pattern, hx_kinds[o->kind].pattern);
         pthread_mutex_unlock(&e->lock);
@@ -108,6 +110,7 @@ hx_inode *hx_inodes_intern(const hx_obj *o)
     }
     if (!e && (e = calloc(1, sizeof(*e)))) {
         e->ino = ino;
+        e->kind = o->kind;
         e->obj = *o;
         e->reported = -1;
         pthread_mutex_init(&e->lock, NULL);
@@ -124,6 +127,11 @@ hx_inode *hx_inodes_intern(const hx_obj *o)
 uint64_t hx_inode_ino(const hx_inode *e)
 {
     return e->ino;
+}
+
+int hx_inode_kind(const hx_inode *e)
+{
+    return e->kind;
 }
 
 void hx_inode_obj(hx_inode *e, hx_obj *out)
@@ -208,6 +216,18 @@ static int hx_inode_render(hx_inode *e, hx_blob **out, int honor_ttl)
     return 0;
 }
 
+/* Every file belongs to the daemon's user. Asked once: getuid and getgid are system calls, and
+ * a listing of 10000 VMs reports attributes 10000 times. */
+static uid_t hx_owner_uid;
+static gid_t hx_owner_gid;
+static pthread_once_t hx_owner_once = PTHREAD_ONCE_INIT;
+
+static void hx_owner_init(void)
+{
+    hx_owner_uid = getuid();
+    hx_owner_gid = getgid();
+}
+
 static void hx_set_time(struct timespec *ts, long long ns)
 {
     ts->tv_sec = (time_t)(ns / 1000000000LL);
@@ -222,8 +242,9 @@ int hx_inode_stat(hx_inode *e, hx_blob *pinned, struct stat *st)
     memset(st, 0, sizeof(*st));
     st->st_ino = e->ino;
     st->st_mode = k->mode;
-    st->st_uid = getuid();
-    st->st_gid = getgid();
+    pthread_once(&hx_owner_once, hx_owner_init);
+    st->st_uid = hx_owner_uid;
+    st->st_gid = hx_owner_gid;
     st->st_blksize = 4096;
     long long mtime;
     if (k->type == HX_FT_DOC) {

@@ -29,6 +29,8 @@ hx_inode *hx_inodes_intern(const hx_obj *o);
 hx_inode *hx_inodes_find(uint64_t ino);
 uint64_t hx_inode_ino(const hx_inode *e);
 void hx_inode_obj(hx_inode *e, hx_obj *out);
+/* The kind of the object: fixed for an inode's life, read without a copy of the object. */
+int hx_inode_kind(const hx_inode *e);
 
 /* The current rendering of a document, rendered again when its object changed or its TTL ran
  * out. Returns a reference, or -errno. */

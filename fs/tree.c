@@ -64,11 +64,6 @@ static int hx_tree_node_capture(hx_obj *o, const char *name)
     return 0;
 }
 
-static int hx_tree_vm_list(const hx_obj *dir, char ***names)
-{
-    return hx_cluster_vm_names(hx_tree_cluster(), dir->node, names, NULL);
-}
-
 static int hx_tree_vm_capture(hx_obj *o, const char *name)
 {
     if (strlen(name) >= sizeof(o->vm))
@@ -78,6 +73,25 @@ static int hx_tree_vm_capture(hx_obj *o, const char *name)
         return r;
     hx_strlcpy(o->vm, name, sizeof(o->vm));
     return 0;
+}
+
+static int hx_tree_list_reserve(hx_tree_list *l, size_t *cap, size_t more);
+static int hx_tree_list_add(hx_tree_list *l, size_t *cap, const hx_obj *o, const char *name);
+
+static int hx_tree_vm_list_all(const hx_obj *child, hx_tree_list *out, size_t *cap)
+{
+    hx_autofree hx_vm_ident *v = NULL;
+    size_t n = 0;
+    int r = hx_cluster_vm_idents(hx_tree_cluster(), child->node, &v, &n);
+    if (r == 0)
+        r = hx_tree_list_reserve(out, cap, n);
+    hx_obj o = *child;
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        hx_strlcpy(o.vm, v[i].name, sizeof(o.vm));
+        hx_strlcpy(o.vm_uuid, v[i].uuid, sizeof(o.vm_uuid));
+        r = hx_tree_list_add(out, cap, &o, v[i].name);
+    }
+    return r;
 }
 
 static int hx_tree_pool_list(const hx_obj *dir, char ***names)
@@ -419,7 +433,7 @@ const hx_kind hx_kinds[] = {
       "one directory per VM on the node; mkdir creates a VM", .mkdir = hx_tree_vm_mkdir),
     K("/nodes/{node}/vms/{vm}", HX_FT_DIR, WDIR_MODE, HX_SCOPE_VM, 0, NULL,
       "a VM; rmdir deletes it", .rmdir = hx_tree_vm_rmdir, .flags = HX_KF_SCRATCH,
-      .list = hx_tree_vm_list, .capture = hx_tree_vm_capture),
+      .list_all = hx_tree_vm_list_all, .capture = hx_tree_vm_capture),
     K("/nodes/{node}/vms/{vm}/state", HX_FT_DOC, WDOC_MODE, HX_SCOPE_VM, 0, hx_render_vm_state,
       "the VM's state word; write an action", .ctl = hx_tree_vm_state_ctl),
     K("/nodes/{node}/vms/{vm}/config.json", HX_FT_DOC, WDOC_MODE, HX_SCOPE_VM, 0,
@@ -624,10 +638,13 @@ int hx_tree_lookup(const hx_obj *dir, const char *name, hx_obj *out)
     return result;
 }
 
-static int hx_tree_list_add(hx_tree_list *l, size_t *cap, const hx_obj *o, const char *name)
+/* Room for more entries: *cap doubled, or exactly what a caller that knows its count asks. */
+static int hx_tree_list_reserve(hx_tree_list *l, size_t *cap, size_t more)
 {
-    if (l->n == *cap) {
+    if (l->n + more > *cap) {
         size_t nc = *cap ? *cap * 2 : 16;
+        if (nc < l->n + more)
+            nc = l->n + more;
         hx_obj *no = realloc(l->objs, nc * sizeof(hx_obj));
         if (!no)
             return -ENOMEM;
@@ -638,6 +655,13 @@ static int hx_tree_list_add(hx_tree_list *l, size_t *cap, const hx_obj *o, const
         l->names = nn;
         *cap = nc;
     }
+    return 0;
+}
+
+static int hx_tree_list_add(hx_tree_list *l, size_t *cap, const hx_obj *o, const char *name)
+{
+    if (hx_tree_list_reserve(l, cap, 1) < 0)
+        return -ENOMEM;
     l->names[l->n] = strdup(name);
     if (!l->names[l->n])
         return -ENOMEM;
@@ -672,7 +696,10 @@ int hx_tree_list_dir(const hx_obj *dir, hx_tree_list *out)
         hx_obj o = *dir;
         o.kind = (int)k;
         char **names = NULL;
-        if (hx_kinds[k].list) {
+        if (hx_kinds[k].list_all) {
+            r = hx_kinds[k].list_all(&o, out, &cap);
+            continue;
+        } else if (hx_kinds[k].list) {
             r = hx_kinds[k].list(dir, &names);
         } else {
             r = hx_tree_list_add(out, &cap, &o, seg);

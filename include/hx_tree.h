@@ -53,6 +53,10 @@ typedef int (*hx_version_fn)(const hx_obj *o, uint64_t *version, long long *chan
  * Both return 0, -ENOENT or -EHOSTDOWN. */
 typedef int (*hx_list_fn)(const hx_obj *dir, char ***names);
 typedef int (*hx_capture_fn)(hx_obj *o, const char *name);
+/* A wildcard segment whose children are cheaper to list with their identities in one call than
+ * by list and a capture of each name: appends them to out (fs/tree.c). */
+struct hx_tree_list;
+typedef int (*hx_list_all_fn)(const hx_obj *child, struct hx_tree_list *out, size_t *cap);
 /* A symbolic link's target (relative), into buf. */
 typedef int (*hx_link_fn)(const hx_obj *o, char *buf, size_t size);
 
@@ -84,14 +88,15 @@ typedef struct hx_kind {
     hx_render_fn render;
     /* Documentation, checked against docs/tree.md by the unit tests. */
     const char *doc;
-    hx_ctl_fn ctl;         /* control file: each write(2) is one command */
-    hx_commit_fn commit;   /* writable document: a whole new content, committed at once */
-    hx_mkdir_fn mkdir;     /* directory: mkdir of a new child */
-    hx_rmdir_fn rmdir;     /* directory: rmdir of this object */
-    hx_version_fn version; /* own version instead of the scope's */
-    hx_list_fn list;       /* wildcard segments: the names */
-    hx_capture_fn capture; /* wildcard segments: one name */
-    hx_link_fn link;       /* HX_FT_LINK */
+    hx_ctl_fn ctl;           /* control file: each write(2) is one command */
+    hx_commit_fn commit;     /* writable document: a whole new content, committed at once */
+    hx_mkdir_fn mkdir;       /* directory: mkdir of a new child */
+    hx_rmdir_fn rmdir;       /* directory: rmdir of this object */
+    hx_version_fn version;   /* own version instead of the scope's */
+    hx_list_fn list;         /* wildcard segments: the names */
+    hx_capture_fn capture;   /* wildcard segments: one name */
+    hx_list_all_fn list_all; /* wildcard segments: every child at once (instead of list) */
+    hx_link_fn link;         /* HX_FT_LINK */
     unsigned flags;
 } hx_kind;
 
