@@ -63,8 +63,15 @@ void hx_cluster_free(hx_cluster *cl)
     if (!cl)
         return;
     pthread_mutex_lock(&cl->lock);
+    for (size_t i = 0; i < cl->n_nodes; i++)
+        hx_node_stop_begin(cl->nodes[i]);
+    /* Each node unsubscribes and closes its connection before the process ends (see
+     * hx_node_stop_finish); a node stuck in a call is not waited for beyond the deadline. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += HX_NODE_EXIT_WAIT_S;
     for (size_t i = 0; i < cl->n_nodes; i++) {
-        hx_node_stop(cl->nodes[i]);
+        hx_node_stop_finish(cl->nodes[i], &deadline);
         hx_node_unref(cl->nodes[i]);
     }
     free(cl->nodes);
@@ -72,9 +79,9 @@ void hx_cluster_free(hx_cluster *cl)
     cl->n_nodes = 0;
     cl->fn = NULL;
     pthread_mutex_unlock(&cl->lock);
-    /* Node threads are detached and may still be finishing a libvirt call; they hold their own
-     * reference to their node but use cl for stamps and (now disabled) emits, so cl stays
-     * allocated for the life of the process. */
+    /* A node thread that missed the deadline may still be finishing a libvirt call; it holds
+     * its own reference to its node but uses cl for stamps and (now disabled) emits, so cl
+     * stays allocated for the life of the process. */
 }
 
 static int hx_node_cmp(const void *a, const void *b)

@@ -904,8 +904,6 @@ hx_node *hx_node_start(hx_cluster *cl, const char *name, const char *uri)
         hx_node_free(n);
         return NULL;
     }
-    /* Nobody joins: a thread stuck in a libvirt call must not hold up a reconfiguration. */
-    pthread_detach(n->thread);
     return n;
 }
 
@@ -956,13 +954,41 @@ virConnectPtr hx_node_conn(hx_node *n)
     return c;
 }
 
-void hx_node_stop(hx_node *n)
+static void hx_node_signal_stop(hx_node *n)
 {
     pthread_mutex_lock(&n->lock);
     n->stop = 1;
     pthread_cond_broadcast(&n->cond);
     pthread_cond_broadcast(&n->status_cond);
     pthread_mutex_unlock(&n->lock);
+}
+
+void hx_node_stop(hx_node *n)
+{
+    hx_node_signal_stop(n);
+    /* Nobody joins: a thread stuck in a libvirt call must not hold up a reconfiguration. */
+    pthread_detach(n->thread);
+}
+
+void hx_node_stop_begin(hx_node *n)
+{
+    hx_node_signal_stop(n);
+}
+
+/* libvirtd 9.0 corrupts its heap when a client goes away while one of its event
+ * (de)registration calls is still being handled: the close handler and the registration race
+ * over the client's callback list ("unexpected incomplete storage callback", "could not find
+ * event callback N for deletion" in libvirtd's log, then a segfault in its event loop). A
+ * process that exits while its node threads subscribe or unsubscribe does exactly that, so the
+ * daemon lets each node thread finish its disconnect before it exits, up to the deadline. */
+void hx_node_stop_finish(hx_node *n, const struct timespec *deadline)
+{
+    int r = pthread_timedjoin_np(n->thread, NULL, deadline);
+    if (r == 0)
+        return;
+    hx_warn("node %s: still in a libvirt call at exit (%s); not waiting for it", n->name,
+            strerror(r));
+    pthread_detach(n->thread);
 }
 
 static int hx_node_call_req(hx_node *n, hx_req *r, json_t **out);

@@ -79,7 +79,15 @@ typedef struct hx_node {
 
 hx_node *hx_node_start(hx_cluster *cl, const char *name, const char *uri);
 /* Asks the thread to stop; it drops its own reference when it has. */
+/* How long the daemon waits at exit for its nodes to unsubscribe and disconnect. */
+#define HX_NODE_EXIT_WAIT_S 5
+
+/* Stops the node's thread without waiting for it (a node removed by a reconfiguration). */
 void hx_node_stop(hx_node *n);
+/* At exit: tell the thread to stop, then wait until it disconnected or the deadline
+ * (CLOCK_REALTIME) passed. */
+void hx_node_stop_begin(hx_node *n);
+void hx_node_stop_finish(hx_node *n, const struct timespec *deadline);
 /* A reference to the node's connection while it is online (NULL otherwise), for calls made
  * from other threads: libvirt connections are thread-safe, and a call on a connection whose
  * libvirtd died fails once keepalive closes it. Release with virConnectClose. */
