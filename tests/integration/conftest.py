@@ -342,6 +342,45 @@ def _kernel_lines(role, pid):
     return [l for l in p.stdout.splitlines() if '%s[%d]' % (role, pid) in l][-3:]
 
 
+# What libvirt 9.0's libvirtd logs when a client vanished in the middle of an event
+# (de)registration: its heap is corrupted from then on (docs/architecture.md).
+LIBVIRTD_COMPLAINTS = ('unexpected incomplete', 'could not find event callback',
+                       'event deregister failure')
+
+
+def _libvirtd_logs(d):
+    try:
+        nodes = tb._load(d)['nodes']
+    except tb.TestbedError:
+        return {}
+    return {n['name']: os.path.join(n['dir'], 'log', 'libvirtd.log') for n in nodes}
+
+
+def libvirtd_log_sizes(d):
+    out = {}
+    for name, path in _libvirtd_logs(d).items():
+        try:
+            out[name] = os.path.getsize(path)
+        except OSError:
+            out[name] = 0
+    return out
+
+
+def libvirtd_complaints(d, since):
+    """New complaint lines of each node's libvirtd log since the sizes in since."""
+    out = []
+    for name, path in _libvirtd_logs(d).items():
+        try:
+            with open(path, 'rb') as f:
+                f.seek(since.get(name, 0))
+                text = f.read().decode(errors='replace')
+        except OSError:
+            continue
+        out += ['%s: %s' % (name, l.strip()) for l in text.splitlines()
+                if any(c in l for c in LIBVIRTD_COMPLAINTS)]
+    return out
+
+
 def _crashes(d):
     try:
         return tb.crashes(d)
@@ -351,7 +390,8 @@ def _crashes(d):
 
 @pytest.fixture(autouse=True)
 def libvirtd_crashes(request):
-    """Reports a libvirtd (or virtlogd) of the testbed that died by itself during a test.
+    """Reports a libvirtd (or virtlogd) of the testbed that died by itself during a test, and
+    what its log says when a client tore down a half-registered event callback.
     The testbed's subreaper starts it again as systemd would (Restart=on-failure), so one
     crash of the third-party daemon does not take every later test down with it; the test
     that was running keeps its own verdict. The report names the node, how the daemon ended
@@ -362,7 +402,13 @@ def libvirtd_crashes(request):
     b = request.getfixturevalue('bed')
     d = b.dir if isinstance(b, Bed) else b['dir']
     seen = len(_crashes(d))
+    logs = libvirtd_log_sizes(d)
     yield
+    for line in libvirtd_complaints(d, logs):
+        msg = 'libvirtd logged during this test: ' + line
+        print('\n[hxit] ' + msg)
+        request.node.user_properties.append(('libvirtd_complaint', msg))
+        warnings.warn(msg)
     new = _crashes(d)[seen:]
     for c in new:
         msg = ('libvirt %s of testbed node %s (pid %d) ended by itself during this test: %s; '
