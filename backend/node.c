@@ -595,10 +595,17 @@ static void hx_node_disconnect(hx_node *n, const char *why)
 {
     if (!n->conn)
         return;
-    for (int i = 0; i < n->n_cb; i++)
+    pthread_mutex_lock(&n->lock);
+    int exiting = n->exiting;
+    pthread_mutex_unlock(&n->lock);
+    /* At exit the connection's close drops its callbacks on both sides; unsubscribing first
+     * would only add calls that a hung node leaves in flight when the process ends (see
+     * hx_node_stop_finish). */
+    for (int i = 0; i < n->n_cb && !exiting; i++)
         virConnectDomainEventDeregisterAny(n->conn, n->cb_ids[i]);
     n->n_cb = 0;
-    hx_pools_unsubscribe(n);
+    if (!exiting)
+        hx_pools_unsubscribe(n);
     virConnectUnregisterCloseCallback(n->conn, hx_node_on_close);
     pthread_mutex_lock(&n->lock);
     virConnectClose(n->conn);
@@ -972,6 +979,9 @@ void hx_node_stop(hx_node *n)
 
 void hx_node_stop_begin(hx_node *n)
 {
+    pthread_mutex_lock(&n->lock);
+    n->exiting = 1;
+    pthread_mutex_unlock(&n->lock);
     hx_node_signal_stop(n);
 }
 
@@ -979,8 +989,9 @@ void hx_node_stop_begin(hx_node *n)
  * (de)registration calls is still being handled: the close handler and the registration race
  * over the client's callback list ("unexpected incomplete storage callback", "could not find
  * event callback N for deletion" in libvirtd's log, then a segfault in its event loop). A
- * process that exits while its node threads subscribe or unsubscribe does exactly that, so the
- * daemon lets each node thread finish its disconnect before it exits, up to the deadline. */
+ * process that exits while its node threads subscribe does exactly that, so the daemon lets
+ * each node thread finish connecting and close its connection before it exits, up to the
+ * deadline. */
 void hx_node_stop_finish(hx_node *n, const struct timespec *deadline)
 {
     int r = pthread_timedjoin_np(n->thread, NULL, deadline);

@@ -2,6 +2,7 @@
 import errno
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -100,3 +101,59 @@ def test_libvirtd_killed_and_back(mount, bed):
     finally:
         if killed:
             bed.start_libvirtd('n2')
+
+
+def test_libvirtd_hung(mounted_daemon, bed):
+    """A node whose libvirtd stops answering (SIGSTOP, as a host under heavy swap or a wedged
+    daemon): the rest of the tree answers at once meanwhile, a call to the hung node gives up
+    within its timeout, the node reads offline once keepalive gives up, EHOSTDOWN follows, and
+    after SIGCONT the node is back. The daemon still exits in time while a node hangs."""
+    mount = mounted_daemon.mnt
+    n2 = os.path.join(mount, 'nodes', 'n2')
+    pid = int(open(os.path.join(bed.dir, 'nodes', 'n2', 'libvirtd.pid')).read())
+    assert read(os.path.join(n2, 'status')) == 'online\n'
+    assert read(os.path.join(n2, 'vms', '200', 'state')) == 'running\n'
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        slow, offline_after = [], None
+        while time.monotonic() - t0 < 15 and offline_after is None:
+            for rel in ('nodes/n1/vms/100/state', 'nodes/n3/vms/300/config.json',
+                        'nodes/n1/status', 'cluster/status', 'nodes/n2/status'):
+                r, dt = timed(lambda: read(os.path.join(mount, rel)))
+                if isinstance(r, Exception) or dt >= 0.5:
+                    slow.append((rel, r, round(dt, 3)))
+                if rel == 'nodes/n2/status' and r == 'offline\n':
+                    offline_after = time.monotonic() - t0
+            time.sleep(0.05)
+        print('\n[hung] n2 read offline %s s after SIGSTOP' % (
+            None if offline_after is None else round(offline_after, 2)))
+        assert not slow, slow
+        assert offline_after is not None, 'n2 still online 15 s after its libvirtd hung'
+        r, dt = timed(lambda: read(os.path.join(n2, 'vms', '200', 'state')))
+        assert isinstance(r, OSError) and r.errno == errno.EHOSTDOWN and dt < 1.0, (r, dt)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    v, dt = wait_for(lambda: read(os.path.join(n2, 'status')) == 'online\n', 10)
+    assert v, read_or_errno(os.path.join(n2, 'status'))
+    print('[hung] n2 online %.2f s after SIGCONT' % dt)
+    v, _ = wait_for(lambda: read(os.path.join(n2, 'vms', '200', 'state')) == 'running\n', 2)
+    assert v, read_or_errno(os.path.join(n2, 'vms', '200', 'state'))
+
+
+def test_daemon_exits_while_a_node_hangs(daemons, bed):
+    """SIGTERM while a node's libvirtd hangs in a call: the daemon waits for its nodes to
+    disconnect only up to its deadline (5 s), then exits cleanly."""
+    d = daemons.start(wait_node=['n1', 'n2', 'n3'])
+    pid = int(open(os.path.join(bed.dir, 'nodes', 'n2', 'libvirtd.pid')).read())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        # a read that reaches n2's thread: it now waits for libvirtd (the call gives up in 1 s)
+        read_or_errno(os.path.join(d.mnt, 'nodes', 'n2', 'metrics.json'))
+        t0 = time.monotonic()
+        rc = d.stop(signal.SIGTERM, timeout=15)
+        dt = time.monotonic() - t0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    print('\n[hung] daemon exited %.2f s after SIGTERM with n2 hung' % dt)
+    assert rc == 0 and dt < 10, (rc, dt, d.log_text()[-1500:])
