@@ -416,6 +416,19 @@ static void hx_node_refresh(hx_node *n, const char *uuid)
         hx_node_store_dom(n, &d, read_stamp);
 }
 
+static int hx_uuid_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static int hx_node_stopping(hx_node *n)
+{
+    pthread_mutex_lock(&n->lock);
+    int stop = n->stop;
+    pthread_mutex_unlock(&n->lock);
+    return stop;
+}
+
 static void hx_node_refresh_all(hx_node *n)
 {
     virDomainPtr *doms = NULL;
@@ -426,25 +439,34 @@ static void hx_node_refresh_all(hx_node *n)
     }
     uint64_t read_stamp = hx_cluster_version(n->cl);
     char(*seen)[HX_UUID_LEN] = calloc((size_t)nd + 1, HX_UUID_LEN);
+    /* A node with thousands of domains takes a while to load: a stop (the daemon exits) ends
+     * the load early, and then nothing is forgotten. */
+    int complete = seen != NULL;
     for (int i = 0; i < nd; i++) {
-        hx_dom d;
-        virDomainGetUUIDString(doms[i], seen[i]);
-        if (hx_node_load_dom(n, doms[i], &d) == 0)
-            hx_node_store_dom(n, &d, read_stamp);
+        if (complete && !hx_node_stopping(n)) {
+            hx_dom d;
+            virDomainGetUUIDString(doms[i], seen[i]);
+            if (hx_node_load_dom(n, doms[i], &d) == 0)
+                hx_node_store_dom(n, &d, read_stamp);
+        } else {
+            complete = 0;
+        }
         virDomainFree(doms[i]);
     }
     free(doms);
-    /* Forget what libvirt no longer has. */
+    if (!complete) {
+        free(seen);
+        return;
+    }
+    /* Forget what libvirt no longer has (sorted, so 10000 domains are not compared with
+     * 10000 each). */
+    qsort(seen, (size_t)nd, HX_UUID_LEN, hx_uuid_cmp);
     for (;;) {
         char gone[HX_UUID_LEN] = "";
         pthread_mutex_lock(&n->lock);
-        for (size_t i = 0; i < n->n_doms && !gone[0]; i++) {
-            int found = 0;
-            for (int j = 0; j < nd && !found; j++)
-                found = strcmp(seen[j], n->doms[i].v.uuid) == 0;
-            if (!found)
+        for (size_t i = 0; i < n->n_doms && !gone[0]; i++)
+            if (!bsearch(n->doms[i].v.uuid, seen, (size_t)nd, HX_UUID_LEN, hx_uuid_cmp))
                 hx_strlcpy(gone, n->doms[i].v.uuid, sizeof(gone));
-        }
         pthread_mutex_unlock(&n->lock);
         if (!gone[0])
             break;
@@ -595,17 +617,10 @@ static void hx_node_disconnect(hx_node *n, const char *why)
 {
     if (!n->conn)
         return;
-    pthread_mutex_lock(&n->lock);
-    int exiting = n->exiting;
-    pthread_mutex_unlock(&n->lock);
-    /* At exit the connection's close drops its callbacks on both sides; unsubscribing first
-     * would only add calls that a hung node leaves in flight when the process ends (see
-     * hx_node_stop_finish). */
-    for (int i = 0; i < n->n_cb && !exiting; i++)
+    for (int i = 0; i < n->n_cb; i++)
         virConnectDomainEventDeregisterAny(n->conn, n->cb_ids[i]);
     n->n_cb = 0;
-    if (!exiting)
-        hx_pools_unsubscribe(n);
+    hx_pools_unsubscribe(n);
     virConnectUnregisterCloseCallback(n->conn, hx_node_on_close);
     pthread_mutex_lock(&n->lock);
     virConnectClose(n->conn);
@@ -872,7 +887,21 @@ static void *hx_node_main(void *arg)
         }
         hx_node_serve(n);
     }
-    hx_node_disconnect(n, NULL);
+    pthread_mutex_lock(&n->lock);
+    int exiting = n->exiting && n->conn;
+    pthread_mutex_unlock(&n->lock);
+    if (exiting) {
+        /* The process ends: the connection is left to it, and the socket's end is all libvirtd
+         * needs to drop this client and its callbacks. Unsubscribing or closing would only
+         * put more calls in flight if the node hangs, and libvirt 9.0's libvirtd runs its
+         * client close handler without the client's lock: a CONNECT_CLOSE call handled
+         * together with the socket's end runs it twice at once ("unexpected incomplete domain
+         * callback" in its log, a corrupted heap). The node stays allocated for the rest of
+         * the process, so that a late event callback still finds it. */
+        virConnectUnregisterCloseCallback(n->conn, hx_node_on_close);
+    } else {
+        hx_node_disconnect(n, NULL);
+    }
     pthread_mutex_lock(&n->lock);
     hx_req *r = n->q_head;
     n->q_head = n->q_tail = NULL;
@@ -882,7 +911,8 @@ static void *hx_node_main(void *arg)
         hx_req_finish(n, r, -EHOSTDOWN);
         r = next;
     }
-    hx_node_unref(n);
+    if (!exiting)
+        hx_node_unref(n);
     return NULL;
 }
 

@@ -57,7 +57,7 @@ typedef struct hx_node {
     pthread_cond_t cond;
     pthread_cond_t status_cond; /* broadcast on every status change */
     int stop;
-    int exiting; /* the process ends: close without unsubscribing */
+    int exiting; /* the process ends: the connection is left to it */
     int closed;  /* set by libvirt's close callback */
     int close_reason;
     hx_node_status status;

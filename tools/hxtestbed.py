@@ -1018,7 +1018,10 @@ def kill_libvirtd(dir, node):
     _write(os.path.join(n['dir'], 'libvirtd.hold'), 'killed by kill_libvirtd\n')
     os.kill(pid, signal.SIGKILL)
     end = time.monotonic() + 5
-    while _pid_alive(pid) and time.monotonic() < end:
+    # until the subreaper reaped it (it then removes libvirtd.pid): a start_libvirtd() before
+    # that would lift the hold while the exit is still to be seen as a crash
+    while (_pid_alive(pid) or _read_pid(os.path.join(n['dir'], 'libvirtd.pid')) == pid) and \
+            time.monotonic() < end:
         time.sleep(0.005)
     return pid
 
