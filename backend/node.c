@@ -1020,8 +1020,8 @@ void hx_node_stop_begin(hx_node *n)
  * over the client's callback list ("unexpected incomplete storage callback", "could not find
  * event callback N for deletion" in libvirtd's log, then a segfault in its event loop). A
  * process that exits while its node threads subscribe does exactly that, so the daemon lets
- * each node thread finish connecting and close its connection before it exits, up to the
- * deadline. */
+ * each node thread finish connecting before it exits, up to the deadline (the connection itself
+ * is then left to the process's end: hx_node_main). */
 void hx_node_stop_finish(hx_node *n, const struct timespec *deadline)
 {
     int r = pthread_timedjoin_np(n->thread, NULL, deadline);
