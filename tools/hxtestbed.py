@@ -462,7 +462,17 @@ def _node_main(args):
                     del children[role]
                     unnote(role + '.pid')
                     log('%s pid %d exited status %d' % (role, pid, status))
-                    if not stopping and not held(role):
+                    if stopping:
+                        continue
+                    try:
+                        # killed by kill_libvirtd(): not a crash, whenever its exit is seen
+                        os.unlink('killed.%d' % pid, dir_fd=dfd)
+                        if not held(role):   # start_libvirtd() came first: start it now
+                            pending.append((time.monotonic(), role))
+                        continue
+                    except FileNotFoundError:
+                        pass
+                    if not held(role):
                         died(role, pid, status)
 
     def node_pids():
@@ -1015,13 +1025,18 @@ def kill_libvirtd(dir, node):
     if not pid:
         raise TestbedError('libvirtd of %s is not running' % node)
     # the subreaper restarts a libvirtd that dies by itself; this one is meant to stay down
+    # (libvirtd.hold, until start_libvirtd) and its exit is no crash (killed.<pid>, taken by
+    # the subreaper when it reaps it, however late that is)
     _write(os.path.join(n['dir'], 'libvirtd.hold'), 'killed by kill_libvirtd\n')
+    _write(os.path.join(n['dir'], 'killed.%d' % pid), 'killed by kill_libvirtd\n')
     os.kill(pid, signal.SIGKILL)
-    end = time.monotonic() + 5
-    # until the subreaper reaped it (it then removes libvirtd.pid): a start_libvirtd() before
-    # that would lift the hold while the exit is still to be seen as a crash
-    while (_pid_alive(pid) or _read_pid(os.path.join(n['dir'], 'libvirtd.pid')) == pid) and \
-            time.monotonic() < end:
+    # until the subreaper reaped it (it then removes libvirtd.pid); a process with a thread in
+    # uninterruptible sleep can take seconds to go
+    end = time.monotonic() + 30
+    while _pid_alive(pid) or _read_pid(os.path.join(n['dir'], 'libvirtd.pid')) == pid:
+        if time.monotonic() > end:
+            raise TestbedError('libvirtd of %s (pid %d) still not gone 30 s after SIGKILL'
+                               % (node, pid))
         time.sleep(0.005)
     return pid
 
