@@ -9,65 +9,26 @@
 #include <libxml/tree.h>
 #include <libxml/xpath.h>
 
-static inline void hx_connp(virConnectPtr *c)
-{
-    if (*c)
-        virConnectClose(*c);
-}
-static inline void hx_domp(virDomainPtr *d)
-{
-    if (*d)
-        virDomainFree(*d);
-}
-static inline void hx_snapp(virDomainSnapshotPtr *s)
-{
-    if (*s)
-        virDomainSnapshotFree(*s);
-}
-static inline void hx_poolp(virStoragePoolPtr *p)
-{
-    if (*p)
-        virStoragePoolFree(*p);
-}
-static inline void hx_volp(virStorageVolPtr *v)
-{
-    if (*v)
-        virStorageVolFree(*v);
-}
-static inline void hx_streamp(virStreamPtr *s)
-{
-    if (*s)
-        virStreamFree(*s);
-}
-static inline void hx_nodep(hx_node **n)
-{
-    if (*n)
-        hx_node_unref(*n);
-}
-static inline void hx_jsonp(json_t **j)
-{
-    json_decref(*j);
-}
-static inline void hx_xmldocp(xmlDocPtr *d)
-{
-    if (*d)
-        xmlFreeDoc(*d);
-}
-static inline void hx_xpctxp(xmlXPathContextPtr *c)
-{
-    if (*c)
-        xmlXPathFreeContext(*c);
-}
-static inline void hx_xpobjp(xmlXPathObjectPtr *o)
-{
-    if (*o)
-        xmlXPathFreeObject(*o);
-}
-static inline void hx_xmlfreep(xmlChar **s)
-{
-    if (*s)
-        xmlFree(*s);
-}
+/* Defines fn(type *p): releases *p with release() unless it is NULL. */
+#define HX_AUTO_FN(fn, type, release)                                                              \
+    static inline void fn(type *p)                                                                 \
+    {                                                                                              \
+        if (*p)                                                                                    \
+            release(*p);                                                                           \
+    }
+
+HX_AUTO_FN(hx_connp, virConnectPtr, virConnectClose)
+HX_AUTO_FN(hx_domp, virDomainPtr, virDomainFree)
+HX_AUTO_FN(hx_snapp, virDomainSnapshotPtr, virDomainSnapshotFree)
+HX_AUTO_FN(hx_poolp, virStoragePoolPtr, virStoragePoolFree)
+HX_AUTO_FN(hx_volp, virStorageVolPtr, virStorageVolFree)
+HX_AUTO_FN(hx_streamp, virStreamPtr, virStreamFree)
+HX_AUTO_FN(hx_nodep, hx_node *, hx_node_unref)
+HX_AUTO_FN(hx_jsonp, json_t *, json_decref)
+HX_AUTO_FN(hx_xmldocp, xmlDocPtr, xmlFreeDoc)
+HX_AUTO_FN(hx_xpctxp, xmlXPathContextPtr, xmlXPathFreeContext)
+HX_AUTO_FN(hx_xpobjp, xmlXPathObjectPtr, xmlXPathFreeObject)
+HX_AUTO_FN(hx_xmlfreep, xmlChar *, xmlFree)
 
 #define hx_autoconn __attribute__((cleanup(hx_connp)))
 #define hx_autodom __attribute__((cleanup(hx_domp)))

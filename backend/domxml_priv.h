@@ -3,6 +3,8 @@
 #ifndef HX_DOMXML_PRIV_H
 #define HX_DOMXML_PRIV_H
 
+#include "auto.h"
+
 #include <stdlib.h>
 
 #include <jansson.h>
@@ -13,34 +15,7 @@
 
 /* ---- scoped cleanup ---------------------------------------------------------------------- */
 
-static inline void free_parser(xmlParserCtxt **p)
-{
-    if (*p)
-        xmlFreeParserCtxt(*p);
-}
-
-static inline void free_doc(xmlDoc **p)
-{
-    if (*p)
-        xmlFreeDoc(*p);
-}
-
-static inline void free_xpctx(xmlXPathContext **p)
-{
-    if (*p)
-        xmlXPathFreeContext(*p);
-}
-
-static inline void free_xpobj(xmlXPathObject **p)
-{
-    if (*p)
-        xmlXPathFreeObject(*p);
-}
-
-static inline void free_json(json_t **p)
-{
-    json_decref(*p);
-}
+HX_AUTO_FN(free_parser, xmlParserCtxt *, xmlFreeParserCtxt)
 
 static inline void free_str(char **p)
 {
@@ -52,19 +27,13 @@ static inline void free_mem(void *p)
     free(*(void **)p);
 }
 
-static inline void free_xstr(xmlChar **p)
-{
-    if (*p)
-        xmlFree(*p);
-}
-
 #define AUTO_PARSER __attribute__((cleanup(free_parser))) xmlParserCtxt
-#define AUTO_DOC __attribute__((cleanup(free_doc))) xmlDoc
-#define AUTO_XPCTX __attribute__((cleanup(free_xpctx))) xmlXPathContext
-#define AUTO_XPOBJ __attribute__((cleanup(free_xpobj))) xmlXPathObject
-#define AUTO_JSON __attribute__((cleanup(free_json))) json_t
+#define AUTO_DOC __attribute__((cleanup(hx_xmldocp))) xmlDoc
+#define AUTO_XPCTX __attribute__((cleanup(hx_xpctxp))) xmlXPathContext
+#define AUTO_XPOBJ __attribute__((cleanup(hx_xpobjp))) xmlXPathObject
+#define AUTO_JSON __attribute__((cleanup(hx_jsonp))) json_t
 #define AUTO_STR __attribute__((cleanup(free_str))) char
-#define AUTO_XSTR __attribute__((cleanup(free_xstr))) xmlChar
+#define AUTO_XSTR __attribute__((cleanup(hx_xmlfreep))) xmlChar
 #define AUTO_MEM __attribute__((cleanup(free_mem)))
 
 /* Hands over a reference held by an AUTO_JSON variable. */

@@ -872,10 +872,7 @@ static void *hx_node_main(void *arg)
     pthread_setname_np(pthread_self(), tname);
     long backoff = HX_BACKOFF_MIN_MS;
     for (;;) {
-        pthread_mutex_lock(&n->lock);
-        int stop = n->stop;
-        pthread_mutex_unlock(&n->lock);
-        if (stop)
+        if (hx_node_stopping(n))
             break;
         if (!n->conn) {
             if (hx_node_connect(n) < 0) {
