@@ -186,6 +186,17 @@ static void *hx_watch_main(void *arg)
     return NULL;
 }
 
+static void hx_default_signals(void)
+{
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+    struct sigaction sa = {.sa_handler = SIG_DFL};
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        if (sigaction(sigs[i], &sa, NULL) != 0)
+            hx_warn("horcruxfs: cannot reset the disposition of signal %d: %s", sigs[i],
+                    strerror(errno));
+}
+
 int main(int argc, char *argv[])
 {
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -264,6 +275,10 @@ int main(int argc, char *argv[])
     struct fuse_session *se = fuse_session_new(&args, &hx_fuse_ops, sizeof(hx_fuse_ops), NULL);
     if (!se)
         return 1;
+    /* libfuse installs its SIGTERM/SIGINT/SIGHUP handlers only where the disposition is still
+     * SIG_DFL (fuse_set_signal_handlers leaves an inherited SIG_IGN alone), and `nohup` or `&` in
+     * a non-interactive shell start us with SIGINT ignored: so the daemon sets them itself. */
+    hx_default_signals();
     if (fuse_set_signal_handlers(se) != 0 || fuse_session_mount(se, cl.mountpoint) != 0) {
         fuse_session_destroy(se);
         return 1;

@@ -50,6 +50,29 @@ def _load_testbed():
 
 tb = _load_testbed()
 
+# The suite never depends on the signal dispositions and mask it inherited: `nohup`, or `&` in a
+# non-interactive shell, start it with SIGINT (and SIGQUIT) ignored, and an ignored signal stays
+# ignored across exec in every daemon and `cat` it starts. A handled signal is reset to SIG_DFL
+# at exec, so these settings give everything the suite starts the defaults.
+TEST_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE)
+
+
+def default_signals():
+    """Sets SIG_DFL (Python's own handler for SIGINT) and unblocks the signals the suite uses."""
+    for sig in TEST_SIGNALS:
+        signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, TEST_SIGNALS)
+
+
+def child_signals():
+    """preexec_fn for what the suite starts: default dispositions, nothing blocked."""
+    for sig in TEST_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, TEST_SIGNALS)
+
+
+default_signals()
+
 
 def pytest_collection_modifyitems(config, items):
     if os.geteuid() != 0:
@@ -115,6 +138,7 @@ class Daemon:
         self.rc = None
         self.stopped_by = None
         self.exits = []   # (signal, exit code) of earlier runs (restart)
+        self.preexec = child_signals   # a test may start the daemon with other dispositions
 
     def cmd(self):
         if self.argv is not None:
@@ -134,7 +158,7 @@ class Daemon:
             lf.write(('=== %s\n' % ' '.join(self.cmd())).encode())
             lf.flush()
             self.proc = subprocess.Popen(self.cmd(), stdin=subprocess.DEVNULL, stdout=lf,
-                                         stderr=lf, env=env)
+                                         stderr=lf, env=env, preexec_fn=self.preexec)
         _, dt = wait_for(lambda: mounted(self.mnt) or self.proc.poll() is not None, timeout)
         if not mounted(self.mnt):
             raise AssertionError('daemon did not mount %s within %ss (rc=%s); log %s:\n%s'

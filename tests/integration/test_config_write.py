@@ -308,6 +308,14 @@ def test_write_back_unchanged(mount, bed, where):
 
 # ------------------------------------------------------------------ invalid documents
 
+def _other_type(c):
+    # type is read-only: the document asks for the other one of the two (the VM's own type
+    # follows the node's capabilities, kvm where it offers hardware virtualization)
+    c = dict(c)
+    c['type'] = 'qemu' if c['type'] == 'kvm' else 'kvm'
+    return dump(c)
+
+
 def _set(**kw):
     def f(c):
         c = dict(c)
@@ -431,7 +439,7 @@ INVALID = {
     'name_change': (_set(name='renamed'), 'name'),
     'name_missing_is_kept': None,   # placeholder removed below (omitted keys keep)
     'uuid_change': (_set(uuid='11111111-2222-3333-4444-555555555555'), 'uuid'),
-    'type_change': (_set(type='kvm'), 'type'),
+    'type_change': (_other_type, 'type'),
     'arch_change': (_set(arch='aarch64'), 'arch'),
     'volume_then_bad_mac': (_vol_then_bad_mac, 'nics[1].mac'),
 }

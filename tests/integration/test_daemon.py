@@ -65,6 +65,25 @@ def test_signal_unmounts_cleanly(daemons, sig):
     assert 'unmounting' in d.log_text()
 
 
+def _ignore_stop_signals():
+    # as `nohup` or `&` in a non-interactive shell leave them (SIGTERM too, for good measure)
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT], ids=['SIGTERM', 'SIGINT'])
+def test_signal_unmounts_when_started_ignoring_it(daemons, sig):
+    d = daemons.new()
+    d.preexec = _ignore_stop_signals
+    d.start()
+    with open('/proc/%d/status' % d.proc.pid) as f:
+        ign = int(next(l for l in f if l.startswith('SigIgn:')).split()[1], 16)
+    assert not ign & (1 << (sig - 1)), 'the daemon left %s ignored' % sig.name
+    rc = d.stop(sig, timeout=10)
+    assert not mounted(d.mnt), 'still mounted after %s' % sig.name
+    assert rc == 0, 'exit code %r after %s (log %s)' % (rc, sig.name, d.log)
+
+
 def test_sigterm_right_after_reload_exits(daemons, bed, workdir):
     # seen hanging: SIGTERM just after a reload removed a node left the daemon in
     # fuse_session_loop_mt (workers in read(/dev/fuse), main in sem_wait), mount still there

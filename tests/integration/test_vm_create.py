@@ -4,6 +4,7 @@ import json
 import os
 import re
 import stat
+import xml.etree.ElementTree as ET
 
 from conftest import read, wait_for
 from hxvm import (config, disk, domain_names, errno_of, new_vm, put_config, remove_vm, uniq,
@@ -23,7 +24,10 @@ def test_mkdir_defaults_volumes_rmdir(mount, bed):
         assert read(os.path.join(d, 'state')) == 'shutoff\n'
         assert name in domain_names(bed, 'n3')
         cfg = config(mount, 'n3', name)
-        assert cfg['name'] == name and cfg['type'] == 'qemu'
+        # kvm where the node's capabilities offer it for x86_64 guests, qemu (TCG) otherwise
+        caps = ET.fromstring(bed.virsh('n3', 'capabilities'))
+        kvm = bool(caps.findall("guest/arch[@name='x86_64']/domain[@type='kvm']"))
+        assert cfg['name'] == name and cfg['type'] == ('kvm' if kvm else 'qemu')
         assert (cfg['vcpus'], cfg['max_vcpus'], cfg['memory_mib'], cfg['max_memory_mib']) == \
             (1, 1, 512, 512)
         assert cfg['disks'] == [] and cfg['nics'] == [] and cfg['protected'] is False
