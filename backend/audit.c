@@ -1,6 +1,7 @@
 /* Persistent audit log: one SQLite connection in WAL mode, guarded by a mutex, with its statements
  * prepared once. */
 #include "hx_audit.h"
+#include "auto.h"
 #include "hx_log.h"
 #include "hx_stats.h"
 
@@ -169,18 +170,11 @@ static int hx_audit_prepare(hx_audit *a, const char *sql, sqlite3_stmt **st, cha
     return 0;
 }
 
-/* Sets WAL mode and checks it took: SQLite answers with the mode in effect, and stays in its
- * rollback journal where WAL is impossible (e.g. a filesystem without shared-memory mmap). */
-static int hx_audit_wal(hx_audit *a, char **err)
+/* Checks that WAL mode took, from the answer to "PRAGMA journal_mode=WAL": SQLite answers with
+ * the mode in effect, and stays in its rollback journal where WAL is impossible (e.g. a
+ * filesystem without shared-memory mmap). */
+static int hx_audit_wal_on(hx_audit *a, sqlite3_stmt *st, char **err)
 {
-    __attribute__((cleanup(hx_audit_finalizep))) sqlite3_stmt *st = NULL;
-    if (hx_audit_prepare(a, "PRAGMA journal_mode=WAL", &st, err) < 0)
-        return -1;
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        hx_audit_fail(err, "Cannot set WAL mode on the audit database %s: %s.", a->path,
-                      sqlite3_errmsg(a->db));
-        return -1;
-    }
     const char *mode = (const char *)sqlite3_column_text(st, 0);
     if (!mode || strcmp(mode, "wal") != 0) {
         hx_audit_fail(err, "The audit database %s cannot use WAL mode (journal mode is %s).",
@@ -190,18 +184,27 @@ static int hx_audit_wal(hx_audit *a, char **err)
     return 0;
 }
 
-static int hx_audit_load_count(hx_audit *a, char **err)
+static int hx_audit_take_count(hx_audit *a, sqlite3_stmt *st, char **err)
+{
+    (void)err;
+    a->count = (uint64_t)sqlite3_column_int64(st, 0);
+    return 0;
+}
+
+/* Runs a query of one row at open and hands the row to use; on failure *err says "Cannot <what>
+ * the audit database <path>: <reason>." */
+static int hx_audit_one_row(hx_audit *a, const char *sql, const char *what,
+                            int (*use)(hx_audit *a, sqlite3_stmt *st, char **err), char **err)
 {
     __attribute__((cleanup(hx_audit_finalizep))) sqlite3_stmt *st = NULL;
-    if (hx_audit_prepare(a, "SELECT count(*) FROM audit", &st, err) < 0)
+    if (hx_audit_prepare(a, sql, &st, err) < 0)
         return -1;
     if (sqlite3_step(st) != SQLITE_ROW) {
-        hx_audit_fail(err, "Cannot count the records of the audit database %s: %s.", a->path,
+        hx_audit_fail(err, "Cannot %s the audit database %s: %s.", what, a->path,
                       sqlite3_errmsg(a->db));
         return -1;
     }
-    a->count = (uint64_t)sqlite3_column_int64(st, 0);
-    return 0;
+    return use(a, st, err);
 }
 
 hx_audit *hx_audit_open(const char *path, char **err)
@@ -239,7 +242,7 @@ hx_audit *hx_audit_open(const char *path, char **err)
     }
     sqlite3_extended_result_codes(a->db, 1);
     sqlite3_busy_timeout(a->db, 2000);
-    if (hx_audit_wal(a, err) < 0)
+    if (hx_audit_one_row(a, "PRAGMA journal_mode=WAL", "set WAL mode on", hx_audit_wal_on, err) < 0)
         return NULL;
     /* NORMAL in WAL mode: a commit survives a crash of the process, and only the last commits
      * may be lost on power failure; it is a per-connection setting. */
@@ -253,7 +256,8 @@ hx_audit *hx_audit_open(const char *path, char **err)
     }
     if (hx_audit_prepare(a, hx_audit_insert_sql, &a->insert, err) < 0 ||
         hx_audit_prepare(a, hx_audit_recent_sql, &a->recent, err) < 0 ||
-        hx_audit_load_count(a, err) < 0)
+        hx_audit_one_row(a, "SELECT count(*) FROM audit", "count the records of",
+                         hx_audit_take_count, err) < 0)
         return NULL;
     return hx_steal(&a);
 }
@@ -331,17 +335,12 @@ static json_t *hx_audit_json_text(sqlite3_stmt *st, int col)
     return b.data ? json_stringn(b.data, b.len) : NULL;
 }
 
-static void hx_audit_json_decrefp(json_t **j)
-{
-    json_decref(*j);
-}
-
 /* Appends one result row as a JSON line; -1 when out of memory. */
 static int hx_audit_render_row(sqlite3_stmt *st, hx_buf *out)
 {
     char when[40];
     hx_stats_iso_time(sqlite3_column_int64(st, 1), when, sizeof(when));
-    __attribute__((cleanup(hx_audit_json_decrefp))) json_t *o = json_object();
+    hx_autojson json_t *o = json_object();
     if (!o || json_object_set_new(o, "id", json_integer(sqlite3_column_int64(st, 0))) < 0 ||
         json_object_set_new(o, "time", json_string(when)) < 0 ||
         json_object_set_new(o, "uid", json_integer(sqlite3_column_int64(st, 2))) < 0 ||

@@ -1,6 +1,12 @@
 /* Persistent audit log: every change made through the tree (who, what path, what action, when,
  * result) is appended to a SQLite database in WAL mode that survives restarts. Reads are not
- * audited. */
+ * audited.
+ *
+ * The module owns the audit database file and its connection. Callers: the daemon's start and
+ * stop (open, close), the tree's write path (append), the tree's renderers (count, render).
+ * Locking: each handle has one mutex around its connection, held for one append, count or
+ * render and never while calling out; every function but open and close may be called from
+ * any thread. */
 #pragma once
 
 #include "hx_util.h"

@@ -1,7 +1,12 @@
 /* The cluster's event stream, served as /events: one compact JSON object per line, for every
  * change in the cluster. Lines live in a bounded ring; each reader keeps its own cursor, and a
  * reader that falls behind by more than the ring holds gets an explicit overflow record instead of
- * making the ring grow. */
+ * making the ring grow.
+ *
+ * The module owns the ring and the readers' cursors. Callers: the daemon (new, free, set_wake),
+ * any module that reports a change (post, from any thread: the tree's write path, the jobs),
+ * the /events front end (readers). Locking: internal, a post lock then a ring lock, held only
+ * for one post or one read's copy; the wake callback runs outside both. */
 #pragma once
 
 #include <jansson.h>

@@ -1,9 +1,5 @@
 /* Unit tests: the SQLite audit log (persistence, WAL, concurrency, JSON rendering, errors). */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "hxtest.h"
 
 #include "hx_audit.h"
 #include "hx_util.h"
@@ -18,37 +14,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* A fresh temporary directory per test, removed (with what the tests put in it) afterwards. */
-static int setup_dir(void **state)
-{
-    char *dir = strdup("/tmp/hx_audit_test.XXXXXX");
-    if (!dir || !mkdtemp(dir)) {
-        free(dir);
-        return -1;
-    }
-    *state = dir;
-    return 0;
-}
-
-static int teardown_dir(void **state)
-{
-    char *cmd = NULL;
-    /* The directory name comes from mkdtemp: no shell metacharacters. */
-    if (asprintf(&cmd, "rm -rf '%s'", (char *)*state) < 0)
-        return -1;
-    int rc = system(cmd);
-    free(cmd);
-    free(*state);
-    return rc == 0 ? 0 : -1;
-}
-
-static char *path_in(void **state, const char *name)
-{
-    char *p = NULL;
-    assert_true(asprintf(&p, "%s/%s", (char *)*state, name) > 0);
-    return p;
-}
-
 static hx_audit *open_ok(const char *path)
 {
     char *err = NULL;
@@ -62,43 +27,14 @@ static hx_audit *open_ok(const char *path)
 /* Renders the newest `limit` records and parses each line. Returns the line count. */
 static size_t render(hx_audit *a, size_t limit, json_t **objs, size_t max)
 {
-    hx_buf out = {0};
+    hx_autobuf hx_buf out = {0};
     assert_int_equal(hx_audit_render(a, limit, &out), 0);
-    size_t n = 0;
-    for (const char *p = out.data ? out.data : ""; *p;) {
-        const char *nl = strchr(p, '\n');
-        assert_non_null(nl);
-        assert_true(n < max);
-        json_error_t e;
-        objs[n] = json_loadb(p, (size_t)(nl - p), 0, &e);
-        if (!objs[n])
-            fail_msg("line %zu is not JSON: %s: %.*s", n, e.text, (int)(nl - p), p);
-        n++;
-        p = nl + 1;
-    }
-    hx_buf_clear(&out);
-    return n;
-}
-
-static void free_objs(json_t **objs, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        json_decref(objs[i]);
-}
-
-static const char *str(json_t *o, const char *key)
-{
-    return json_string_value(json_object_get(o, key));
-}
-
-static long long num(json_t *o, const char *key)
-{
-    return json_integer_value(json_object_get(o, key));
+    return hxt_json_lines(out.data ? out.data : "", objs, max);
 }
 
 static void append_render_reopen(void **state)
 {
-    hx_autofree char *path = path_in(state, "audit.db");
+    hx_autofree char *path = hxt_tmp_path(state, "audit.db");
     hx_audit *a = open_ok(path);
     assert_int_equal(hx_audit_count(a), 0);
     assert_int_equal(
@@ -110,29 +46,29 @@ static void append_render_reopen(void **state)
     json_t *o[8];
     size_t n = render(a, 10, o, 8);
     assert_int_equal(n, 3);
-    assert_int_equal(num(o[0], "id"), 1);
-    assert_int_equal(num(o[0], "uid"), 1000);
-    assert_int_equal(num(o[0], "pid"), 42);
-    assert_string_equal(str(o[0], "path"), "/nodes/n1/vms/k00/state");
-    assert_string_equal(str(o[0], "action"), "write start");
-    assert_string_equal(str(o[0], "result"), "ok");
-    assert_string_equal(str(o[0], "message"), "started");
-    const char *t = str(o[0], "time");
+    assert_int_equal(hxt_int(o[0], "id"), 1);
+    assert_int_equal(hxt_int(o[0], "uid"), 1000);
+    assert_int_equal(hxt_int(o[0], "pid"), 42);
+    assert_string_equal(hxt_str(o[0], "path"), "/nodes/n1/vms/k00/state");
+    assert_string_equal(hxt_str(o[0], "action"), "write start");
+    assert_string_equal(hxt_str(o[0], "result"), "ok");
+    assert_string_equal(hxt_str(o[0], "message"), "started");
+    const char *t = hxt_str(o[0], "time");
     assert_non_null(t);
     assert_int_equal(strlen(t), 24);
     assert_int_equal(t[10], 'T');
     assert_int_equal(t[23], 'Z');
-    assert_string_equal(str(o[1], "result"), "EEXIST");
+    assert_string_equal(hxt_str(o[1], "result"), "EEXIST");
     assert_true(json_is_null(json_object_get(o[1], "message")));
-    assert_string_equal(str(o[2], "result"), "ENOTEMPTY"); /* either sign */
-    free_objs(o, n);
+    assert_string_equal(hxt_str(o[2], "result"), "ENOTEMPTY"); /* either sign */
+    hxt_json_free(o, n);
 
     /* The newest two, oldest first. */
     n = render(a, 2, o, 8);
     assert_int_equal(n, 2);
-    assert_int_equal(num(o[0], "id"), 2);
-    assert_int_equal(num(o[1], "id"), 3);
-    free_objs(o, n);
+    assert_int_equal(hxt_int(o[0], "id"), 2);
+    assert_int_equal(hxt_int(o[1], "id"), 3);
+    hxt_json_free(o, n);
     hx_audit_close(a);
 
     a = open_ok(path);
@@ -141,10 +77,10 @@ static void append_render_reopen(void **state)
     assert_int_equal(hx_audit_count(a), 4);
     n = render(a, 100, o, 8);
     assert_int_equal(n, 4);
-    assert_string_equal(str(o[0], "action"), "write start");
-    assert_int_equal(num(o[3], "id"), 4);
-    assert_string_equal(str(o[3], "result"), "EHOSTDOWN");
-    free_objs(o, n);
+    assert_string_equal(hxt_str(o[0], "action"), "write start");
+    assert_int_equal(hxt_int(o[3], "id"), 4);
+    assert_string_equal(hxt_str(o[3], "result"), "EHOSTDOWN");
+    hxt_json_free(o, n);
     hx_audit_close(a);
 
     /* The log is private to its owner. */
@@ -155,7 +91,7 @@ static void append_render_reopen(void **state)
 
 static void wal_mode_on(void **state)
 {
-    hx_autofree char *path = path_in(state, "wal.db");
+    hx_autofree char *path = hxt_tmp_path(state, "wal.db");
     hx_audit *a = open_ok(path);
     assert_int_equal(hx_audit_append(a, 1, 1, "/p", "mkdir", 0, NULL), 0);
     /* A second, independent connection sees the mode persisted in the file. */
@@ -197,7 +133,7 @@ static void *appender(void *opaque)
 
 static void concurrent_appends(void **state)
 {
-    hx_autofree char *path = path_in(state, "conc.db");
+    hx_autofree char *path = hxt_tmp_path(state, "conc.db");
     hx_audit *a = open_ok(path);
     pthread_t t[THREADS];
     struct worker w[THREADS];
@@ -216,26 +152,26 @@ static void concurrent_appends(void **state)
     assert_int_equal(n, THREADS * PER_THREAD);
     int per_uid[THREADS] = {0};
     for (size_t i = 0; i < n; i++) {
-        assert_int_equal(num(o[i], "id"), i + 1);
-        per_uid[num(o[i], "uid")]++;
+        assert_int_equal(hxt_int(o[i], "id"), i + 1);
+        per_uid[hxt_int(o[i], "uid")]++;
     }
     for (int i = 0; i < THREADS; i++)
         assert_int_equal(per_uid[i], PER_THREAD);
-    free_objs(o, n);
+    hxt_json_free(o, n);
     free(o);
     hx_audit_close(a);
 }
 
 static void creates_parent_dirs(void **state)
 {
-    hx_autofree char *dir = path_in(state, "state/horcrux");
-    hx_autofree char *path = path_in(state, "state/horcrux/audit.db");
+    hx_autofree char *dir = hxt_tmp_path(state, "state/horcrux");
+    hx_autofree char *path = hxt_tmp_path(state, "state/horcrux/audit.db");
     hx_audit *a = open_ok(path);
     struct stat st;
     assert_int_equal(stat(dir, &st), 0);
     assert_true(S_ISDIR(st.st_mode));
     assert_int_equal(st.st_mode & 0077, 0);
-    hx_autofree char *top = path_in(state, "state");
+    hx_autofree char *top = hxt_tmp_path(state, "state");
     assert_int_equal(stat(top, &st), 0);
     assert_int_equal(st.st_mode & 0077, 0);
     hx_audit_close(a);
@@ -243,7 +179,7 @@ static void creates_parent_dirs(void **state)
 
 static void awkward_strings_render_valid_json(void **state)
 {
-    hx_autofree char *path = path_in(state, "json.db");
+    hx_autofree char *path = hxt_tmp_path(state, "json.db");
     hx_audit *a = open_ok(path);
     const char *weird = "/nodes/n\"1\"/vms/a\nb\\c\t\x01/state";
     assert_int_equal(
@@ -253,38 +189,38 @@ static void awkward_strings_render_valid_json(void **state)
     json_t *o[4];
     size_t n = render(a, 10, o, 4);
     assert_int_equal(n, 2);
-    assert_string_equal(str(o[0], "path"), weird);
-    assert_string_equal(str(o[0], "action"), "write \"start\"\n");
-    assert_string_equal(str(o[0], "message"), "line one\nline \"two\"");
-    assert_string_equal(str(o[0], "result"), "ETIMEDOUT");
+    assert_string_equal(hxt_str(o[0], "path"), weird);
+    assert_string_equal(hxt_str(o[0], "action"), "write \"start\"\n");
+    assert_string_equal(hxt_str(o[0], "message"), "line one\nline \"two\"");
+    assert_string_equal(hxt_str(o[0], "result"), "ETIMEDOUT");
     /* Bytes that are not UTF-8 become U+FFFD; an uncommon errno keeps its number. */
-    assert_string_equal(str(o[1], "path"), "/bad/\xef\xbf\xbd\xef\xbf\xbd/utf8");
-    assert_string_equal(str(o[1], "result"), "errno 12345");
+    assert_string_equal(hxt_str(o[1], "path"), "/bad/\xef\xbf\xbd\xef\xbf\xbd/utf8");
+    assert_string_equal(hxt_str(o[1], "result"), "errno 12345");
     assert_true(json_is_null(json_object_get(o[1], "message")));
-    free_objs(o, n);
+    hxt_json_free(o, n);
     hx_audit_close(a);
 }
 
 static void open_failure_names_path(void **state)
 {
-    hx_autofree char *file = path_in(state, "plain");
+    hx_autofree char *file = hxt_tmp_path(state, "plain");
     int fd = open(file, O_WRONLY | O_CREAT, 0600);
     assert_true(fd >= 0);
     close(fd);
-    hx_autofree char *path = path_in(state, "plain/sub/audit.db");
+    hx_autofree char *path = hxt_tmp_path(state, "plain/sub/audit.db");
     char *err = NULL;
     assert_null(hx_audit_open(path, &err));
     assert_non_null(err);
     assert_non_null(strstr(err, path));
     free(err);
     /* Directly under the regular file. */
-    hx_autofree char *path2 = path_in(state, "plain/audit.db");
+    hx_autofree char *path2 = hxt_tmp_path(state, "plain/audit.db");
     assert_null(hx_audit_open(path2, &err));
     assert_non_null(err);
     assert_non_null(strstr(err, path2));
     free(err);
     /* A database file that is not one. */
-    hx_autofree char *junk = path_in(state, "junk.db");
+    hx_autofree char *junk = hxt_tmp_path(state, "junk.db");
     FILE *f = fopen(junk, "w");
     assert_non_null(f);
     for (int i = 0; i < 64; i++)
@@ -296,17 +232,8 @@ static void open_failure_names_path(void **state)
     free(err);
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
+/* Each test in a temporary directory of its own. */
+#define T(f) cmocka_unit_test_setup_teardown(f, hxt_tmpdir_setup, hxt_tmpdir_teardown)
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        T(append_render_reopen),
-        T(wal_mode_on),
-        T(concurrent_appends),
-        T(creates_parent_dirs),
-        T(awkward_strings_render_valid_json),
-        T(open_failure_names_path),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+HXT_MAIN(T(append_render_reopen), T(wal_mode_on), T(concurrent_appends), T(creates_parent_dirs),
+         T(awkward_strings_render_valid_json), T(open_failure_names_path))

@@ -1,9 +1,5 @@
 /* Unit tests: cloud-init documents as a domain XML's metadata records them. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "hxtest.h"
 
 #include "hx_cloudinit.h"
 #include "hx_util.h"
@@ -20,22 +16,26 @@ static const char *xml_with(const char *inner)
     return buf;
 }
 
+/* hx_ci_read(xml, file) succeeds with the len bytes of data; returns them (free them). */
+static char *read_ok(const char *xml, const char *file, const char *data, size_t len)
+{
+    char *out = NULL;
+    size_t got = 99;
+    assert_int_equal(hx_ci_read(xml, file, &out, &got), 0);
+    assert_int_equal(got, len);
+    if (len)
+        assert_memory_equal(out, data, len);
+    return out;
+}
+
 static void unset_files_read_empty(void **state)
 {
     (void)state;
     for (int i = 0; hx_ci_files[i]; i++) {
-        char *out = NULL;
-        size_t len = 99;
-        assert_int_equal(hx_ci_read(xml_with(""), hx_ci_files[i], &out, &len), 0);
+        AUTO_STR *out = read_ok(xml_with(""), hx_ci_files[i], NULL, 0);
         assert_non_null(out);
-        assert_int_equal(len, 0);
-        free(out);
     }
-    char *out = NULL;
-    size_t len = 0;
-    assert_int_equal(hx_ci_read(NULL, "user-data", &out, &len), 0);
-    assert_int_equal(len, 0);
-    free(out);
+    free(read_ok(NULL, "user-data", NULL, 0));
 }
 
 static void base64_elements_decode(void **state)
@@ -45,19 +45,9 @@ static void base64_elements_decode(void **state)
     const char *xml = xml_with("<hxci:cloudinit xmlns:hxci='" HX_CI_NS "'>"
                                "<user-data>I2Nsb3VkLWNvbmZpZwo=</user-data>"
                                "<network-config>AQAC</network-config></hxci:cloudinit>");
-    char *out = NULL;
-    size_t len = 0;
-    assert_int_equal(hx_ci_read(xml, "user-data", &out, &len), 0);
-    assert_int_equal(len, 14);
-    assert_memory_equal(out, "#cloud-config\n", 14);
-    free(out);
-    assert_int_equal(hx_ci_read(xml, "network-config", &out, &len), 0);
-    assert_int_equal(len, 3);
-    assert_memory_equal(out, "\x01\x00\x02", 3);
-    free(out);
-    assert_int_equal(hx_ci_read(xml, "meta-data", &out, &len), 0);
-    assert_int_equal(len, 0);
-    free(out);
+    free(read_ok(xml, "user-data", "#cloud-config\n", 14));
+    free(read_ok(xml, "network-config", "\x01\x00\x02", 3));
+    free(read_ok(xml, "meta-data", NULL, 0));
 }
 
 static void other_namespaces_ignored(void **state)
@@ -65,11 +55,7 @@ static void other_namespaces_ignored(void **state)
     (void)state;
     const char *xml = xml_with("<x:cloudinit xmlns:x='urn:other'><user-data>eA==</user-data>"
                                "</x:cloudinit>");
-    char *out = NULL;
-    size_t len = 0;
-    assert_int_equal(hx_ci_read(xml, "user-data", &out, &len), 0);
-    assert_int_equal(len, 0);
-    free(out);
+    free(read_ok(xml, "user-data", NULL, 0));
 }
 
 static void unknown_file_einval(void **state)
@@ -82,13 +68,5 @@ static void unknown_file_einval(void **state)
     assert_false(hx_ci_is_file("meta"));
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(unset_files_read_empty),
-        cmocka_unit_test(base64_elements_decode),
-        cmocka_unit_test(other_namespaces_ignored),
-        cmocka_unit_test(unknown_file_einval),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+HXT_MAIN(cmocka_unit_test(unset_files_read_empty), cmocka_unit_test(base64_elements_decode),
+         cmocka_unit_test(other_namespaces_ignored), cmocka_unit_test(unknown_file_einval))

@@ -1,9 +1,5 @@
 /* Unit tests: the configuration file parser. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "hxtest.h"
 
 #include "hx_conf.h"
 
@@ -89,12 +85,6 @@ static void load_missing_file(void **state)
     free(err);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(parses_nodes),      cmocka_unit_test(empty_is_valid),
-        cmocka_unit_test(rejects_bad_files), cmocka_unit_test(node_names),
-        cmocka_unit_test(load_missing_file),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+HXT_MAIN(cmocka_unit_test(parses_nodes), cmocka_unit_test(empty_is_valid),
+         cmocka_unit_test(rejects_bad_files), cmocka_unit_test(node_names),
+         cmocka_unit_test(load_missing_file))

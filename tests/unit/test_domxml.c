@@ -1,61 +1,14 @@
 /* Unit tests for backend/domxml.c (libvirt domain XML -> config.json). */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <cmocka.h>
+#include "hxtest.h"
 
 #include "hx_domxml.h"
 
-static void free_str(char **p)
-{
-    free(*p);
-}
-
-static void free_json(json_t **p)
-{
-    json_decref(*p);
-}
-
-#define AUTO_STR __attribute__((cleanup(free_str))) char
-#define AUTO_JSON __attribute__((cleanup(free_json))) json_t
-
-/* Reads tests/unit/data/<name>; the directory comes from $HX_TEST_DATA or -DHX_TEST_DATA. */
-static char *load(const char *name)
-{
-    const char *dir = getenv("HX_TEST_DATA");
-#ifdef HX_TEST_DATA
-    if (!dir)
-        dir = HX_TEST_DATA;
-#endif
-    if (!dir)
-        dir = "tests/unit/data";
-    AUTO_STR *path = NULL;
-    assert_true(asprintf(&path, "%s/%s", dir, name) > 0);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&buf, &len);
-    assert_non_null(mem);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        fwrite(chunk, 1, n, mem);
-    fclose(f);
-    fclose(mem);
-    return buf;
-}
+#include <string.h>
 
 /* Converts data file `name`; fails the test on error. */
 static json_t *convert(const char *name, int autostart, hx_domxml_size_fn fn, void *opaque)
 {
-    AUTO_STR *xml = load(name);
+    AUTO_STR *xml = hxt_load(name);
     char *err = NULL;
     json_t *config = hx_domxml_to_config(xml, autostart, fn, opaque, &err);
     if (!config)
@@ -64,10 +17,17 @@ static json_t *convert(const char *name, int autostart, hx_domxml_size_fn fn, vo
     return config;
 }
 
+/* Converts data file `name` (no sizes): the config holds expect (see hxt_expect). */
+static void expect_config(const char *name, int autostart, const char *expect)
+{
+    AUTO_JSON *c = convert(name, autostart, NULL, NULL);
+    hxt_expect(c, name, expect);
+}
+
 /* Converts data file `name`, expecting failure with exactly `message`. */
 static void expect_error(const char *name, const char *message)
 {
-    AUTO_STR *xml = load(name);
+    AUTO_STR *xml = hxt_load(name);
     AUTO_STR *err = NULL;
     json_t *config = hx_domxml_to_config(xml, 0, NULL, NULL, &err);
     assert_null(config);
@@ -75,149 +35,58 @@ static void expect_error(const char *name, const char *message)
     assert_string_equal(err, message);
 }
 
-static const char *str(const json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!json_is_string(v))
-        fail_msg("%s is not a string", key);
-    return json_string_value(v);
-}
-
-static json_int_t num(const json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!json_is_integer(v))
-        fail_msg("%s is not an integer", key);
-    return json_integer_value(v);
-}
-
-static void assert_null_key(const json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!json_is_null(v))
-        fail_msg("%s is not null", key);
-}
-
-/* Asserts that array `key` of obj holds exactly the given strings (NULL-terminated). */
-static void assert_strings(const json_t *obj, const char *key, ...)
-{
-    json_t *arr = json_object_get(obj, key);
-    assert_true(json_is_array(arr));
-    va_list ap;
-    va_start(ap, key);
-    size_t i = 0;
-    for (const char *s; (s = va_arg(ap, const char *)); i++) {
-        assert_true(i < json_array_size(arr));
-        assert_string_equal(json_string_value(json_array_get(arr, i)), s);
-    }
-    va_end(ap);
-    assert_int_equal(json_array_size(arr), i);
-}
-
-static json_t *item(const json_t *obj, const char *key, size_t index)
-{
-    json_t *v = json_array_get(json_object_get(obj, key), index);
-    assert_true(json_is_object(v));
-    return v;
-}
-
 static void test_q35_kvm(void **state)
 {
     (void)state;
-    AUTO_JSON *c = convert("q35-kvm.xml", 1, NULL, NULL);
-    assert_string_equal(str(c, "name"), "web1");
-    assert_string_equal(str(c, "uuid"), "0f6c2a55-3f4b-4c1e-9b8e-2d8f1c7a9e01");
-    assert_string_equal(str(c, "description"), "Front-end web server");
-    assert_string_equal(str(c, "type"), "kvm");
-    assert_int_equal(num(c, "vcpus"), 2);
-    assert_int_equal(num(c, "max_vcpus"), 4);
-    assert_int_equal(num(c, "memory_mib"), 2048);
-    assert_int_equal(num(c, "max_memory_mib"), 4096);
-    assert_string_equal(str(c, "machine"), "pc-q35-7.2");
-    assert_string_equal(str(c, "arch"), "x86_64");
-    assert_string_equal(str(c, "firmware"), "bios");
-    assert_strings(c, "boot", "hd", "cdrom", NULL);
-    assert_true(json_is_true(json_object_get(c, "autostart")));
-
-    assert_int_equal(json_array_size(json_object_get(c, "disks")), 2);
-    json_t *vda = item(c, "disks", 0);
-    assert_string_equal(str(vda, "target"), "vda");
-    assert_string_equal(str(vda, "bus"), "virtio");
-    assert_string_equal(str(vda, "device"), "disk");
-    assert_string_equal(str(vda, "source"), "/var/lib/libvirt/images/web1.qcow2");
-    assert_string_equal(str(vda, "source_type"), "file");
-    assert_string_equal(str(vda, "format"), "qcow2");
-    assert_true(json_is_false(json_object_get(vda, "readonly")));
-    assert_null_key(vda, "size_bytes");
-    json_t *sda = item(c, "disks", 1);
-    assert_string_equal(str(sda, "target"), "sda");
-    assert_string_equal(str(sda, "bus"), "sata");
-    assert_string_equal(str(sda, "device"), "cdrom");
-    assert_string_equal(str(sda, "format"), "raw");
-    assert_true(json_is_true(json_object_get(sda, "readonly")));
-
-    assert_int_equal(json_array_size(json_object_get(c, "nics")), 1);
-    json_t *nic = item(c, "nics", 0);
-    assert_string_equal(str(nic, "mac"), "52:54:00:6b:3c:58");
-    assert_string_equal(str(nic, "type"), "user");
-    assert_null_key(nic, "network");
-    assert_null_key(nic, "bridge");
-    assert_string_equal(str(nic, "model"), "virtio");
-
-    assert_int_equal(json_array_size(json_object_get(c, "graphics")), 1);
-    json_t *vnc = item(c, "graphics", 0);
-    assert_string_equal(str(vnc, "type"), "vnc");
-    assert_int_equal(num(vnc, "port"), -1);
-    assert_string_equal(str(vnc, "listen"), "127.0.0.1");
-
-    /* Foreign metadata (libosinfo) is ignored. */
-    assert_strings(c, "tags", NULL);
-    assert_true(json_is_false(json_object_get(c, "protected")));
-    assert_true(json_is_false(json_object_get(c, "template")));
+    expect_config("q35-kvm.xml", 1,
+                  "{'name': 'web1', 'uuid': '0f6c2a55-3f4b-4c1e-9b8e-2d8f1c7a9e01',"
+                  " 'description': 'Front-end web server', 'type': 'kvm', 'vcpus': 2,"
+                  " 'max_vcpus': 4, 'memory_mib': 2048, 'max_memory_mib': 4096,"
+                  " 'machine': 'pc-q35-7.2', 'arch': 'x86_64', 'firmware': 'bios',"
+                  " 'boot': ['hd', 'cdrom'], 'autostart': true,"
+                  " 'disks#': 2, 'disks[0].target': 'vda', 'disks[0].bus': 'virtio',"
+                  " 'disks[0].device': 'disk',"
+                  " 'disks[0].source': '/var/lib/libvirt/images/web1.qcow2',"
+                  " 'disks[0].source_type': 'file', 'disks[0].format': 'qcow2',"
+                  " 'disks[0].readonly': false, 'disks[0].size_bytes': null,"
+                  " 'disks[1].target': 'sda', 'disks[1].bus': 'sata', 'disks[1].device': 'cdrom',"
+                  " 'disks[1].format': 'raw', 'disks[1].readonly': true,"
+                  " 'nics#': 1, 'nics[0].mac': '52:54:00:6b:3c:58', 'nics[0].type': 'user',"
+                  " 'nics[0].network': null, 'nics[0].bridge': null, 'nics[0].model': 'virtio',"
+                  " 'graphics#': 1, 'graphics[0].type': 'vnc', 'graphics[0].port': -1,"
+                  " 'graphics[0].listen': '127.0.0.1',"
+                  /* Foreign metadata (libosinfo) is ignored. */
+                  " 'tags': [], 'protected': false, 'template': false}");
 }
 
 static void test_uefi_firmware_attribute(void **state)
 {
     (void)state;
-    AUTO_JSON *c = convert("uefi-firmware.xml", 0, NULL, NULL);
-    assert_string_equal(str(c, "firmware"), "uefi");
-    assert_true(json_is_false(json_object_get(c, "autostart")));
-    assert_int_equal(num(c, "vcpus"), 2);
-    assert_int_equal(num(c, "max_vcpus"), 2);
-    json_t *nic = item(c, "nics", 0);
-    assert_string_equal(str(nic, "type"), "network");
-    assert_string_equal(str(nic, "network"), "default");
-    /* spice with autoport and no port attribute, listen element without an address */
-    json_t *spice = item(c, "graphics", 0);
-    assert_string_equal(str(spice, "type"), "spice");
-    assert_null_key(spice, "port");
-    assert_null_key(spice, "listen");
+    expect_config("uefi-firmware.xml", 0,
+                  "{'firmware': 'uefi', 'autostart': false, 'vcpus': 2, 'max_vcpus': 2,"
+                  " 'nics[0].type': 'network', 'nics[0].network': 'default',"
+                  /* spice with autoport and no port attribute, listen element without an
+                     address */
+                  " 'graphics[0].type': 'spice', 'graphics[0].port': null,"
+                  " 'graphics[0].listen': null}");
 }
 
 static void test_uefi_pflash_loader(void **state)
 {
     (void)state;
-    AUTO_JSON *c = convert("uefi-pflash.xml", 1, NULL, NULL);
-    assert_string_equal(str(c, "firmware"), "uefi");
-    assert_strings(c, "boot", "network", "hd", NULL);
-    assert_strings(c, "disks", NULL);
-    json_t *nic = item(c, "nics", 0);
-    assert_string_equal(str(nic, "type"), "bridge");
-    assert_null_key(nic, "network");
-    assert_string_equal(str(nic, "bridge"), "br0");
-    assert_string_equal(str(nic, "model"), "e1000e");
-    json_t *vnc = item(c, "graphics", 0);
-    assert_int_equal(num(vnc, "port"), 5901);
-    assert_string_equal(str(vnc, "listen"), "0.0.0.0");
+    expect_config("uefi-pflash.xml", 1,
+                  "{'firmware': 'uefi', 'boot': ['network', 'hd'], 'disks': [],"
+                  " 'nics[0].type': 'bridge', 'nics[0].network': null, 'nics[0].bridge': 'br0',"
+                  " 'nics[0].model': 'e1000e', 'graphics[0].port': 5901,"
+                  " 'graphics[0].listen': '0.0.0.0'}");
 }
 
 static void test_per_device_boot_order(void **state)
 {
     (void)state;
-    AUTO_JSON *c = convert("boot-order.xml", 0, NULL, NULL);
-    assert_strings(c, "boot", "net:52:54:00:01:02:03", "hdc", "vda", NULL);
-    assert_int_equal(json_array_size(json_object_get(c, "disks")), 3);
-    assert_string_equal(str(item(c, "disks", 2), "bus"), "ide");
+    expect_config("boot-order.xml", 0,
+                  "{'boot': ['net:52:54:00:01:02:03', 'hdc', 'vda'], 'disks#': 3,"
+                  " 'disks[2].bus': 'ide'}");
 }
 
 static void test_memory_units(void **state)
@@ -236,8 +105,8 @@ static void test_memory_units(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         AUTO_JSON *c = convert(cases[i].file, 0, NULL, NULL);
-        assert_int_equal(num(c, "memory_mib"), cases[i].current);
-        assert_int_equal(num(c, "max_memory_mib"), cases[i].max);
+        assert_int_equal(hxt_int(c, "memory_mib"), cases[i].current);
+        assert_int_equal(hxt_int(c, "max_memory_mib"), cases[i].max);
     }
 }
 
@@ -250,21 +119,12 @@ static void test_memory_unknown_unit(void **state)
 static void test_missing_optional_parts(void **state)
 {
     (void)state;
-    AUTO_JSON *c = convert("no-description.xml", 0, NULL, NULL);
-    assert_string_equal(str(c, "description"), "");
-    assert_string_equal(str(c, "type"), "qemu");
-    assert_string_equal(str(c, "arch"), "aarch64");
-    assert_string_equal(str(c, "machine"), "virt-7.2");
-    assert_int_equal(num(c, "vcpus"), 1); /* libvirt's default without <vcpu> */
-    assert_int_equal(num(c, "max_vcpus"), 1);
-    assert_string_equal(str(c, "firmware"), "bios");
-    assert_strings(c, "boot", NULL);
-    assert_strings(c, "disks", NULL);
-    assert_strings(c, "nics", NULL);
-    assert_strings(c, "graphics", NULL);
-    assert_strings(c, "tags", NULL);
-    assert_true(json_is_false(json_object_get(c, "protected")));
-    assert_true(json_is_false(json_object_get(c, "template")));
+    expect_config("no-description.xml", 0,
+                  "{'description': '', 'type': 'qemu', 'arch': 'aarch64', 'machine': 'virt-7.2',"
+                  /* libvirt's default without <vcpu> */
+                  " 'vcpus': 1, 'max_vcpus': 1, 'firmware': 'bios', 'boot': [], 'disks': [],"
+                  " 'nics': [], 'graphics': [], 'tags': [], 'protected': false,"
+                  " 'template': false}");
 }
 
 static void test_metadata(void **state)
@@ -273,46 +133,32 @@ static void test_metadata(void **state)
     /* metadata.xml has the children prefixed, as virDomainSetMetadata stores them;
        metadata-plain.xml has them unprefixed, as a hand-written define often does. */
     static const char *const files[] = {"metadata.xml", "metadata-plain.xml"};
-    for (size_t i = 0; i < 2; i++) {
-        AUTO_JSON *c = convert(files[i], 0, NULL, NULL);
+    for (size_t i = 0; i < 2; i++)
         /* Only the Horcrux namespace counts (the look-alike in another one is ignored), tags are
            trimmed and empty ones dropped. */
-        assert_strings(c, "tags", "prod", "db", NULL);
-        assert_true(json_is_true(json_object_get(c, "protected")));
-        assert_true(json_is_true(json_object_get(c, "template")));
-        assert_string_equal(str(c, "description"), "");
-    }
+        expect_config(files[i], 0,
+                      "{'tags': ['prod', 'db'], 'protected': true, 'template': true,"
+                      " 'description': ''}");
 }
 
 static void test_storage_sources(void **state)
 {
     (void)state;
-    AUTO_JSON *c = convert("storage.xml", 0, NULL, NULL);
-    json_t *vol = item(c, "disks", 0);
-    assert_string_equal(str(vol, "source_type"), "volume");
-    assert_string_equal(str(vol, "source"), "default/store1-root.qcow2");
-    json_t *blk = item(c, "disks", 1);
-    assert_string_equal(str(blk, "source_type"), "block");
-    assert_string_equal(str(blk, "source"), "/dev/vg0/store1-data");
-    json_t *net = item(c, "disks", 2);
-    assert_string_equal(str(net, "source_type"), "network");
-    assert_string_equal(str(net, "source"), "rbdpool/store1-log");
-    json_t *ro = item(c, "disks", 4);
-    assert_null_key(ro, "format");
-    assert_true(json_is_true(json_object_get(ro, "readonly")));
+    expect_config(
+        "storage.xml", 0,
+        "{'disks[0].source_type': 'volume', 'disks[0].source': 'default/store1-root.qcow2',"
+        " 'disks[1].source_type': 'block', 'disks[1].source': '/dev/vg0/store1-data',"
+        " 'disks[2].source_type': 'network', 'disks[2].source': 'rbdpool/store1-log',"
+        " 'disks[4].format': null, 'disks[4].readonly': true}");
 }
 
 static void test_empty_cdrom(void **state)
 {
     (void)state;
-    AUTO_JSON *c = convert("storage.xml", 0, NULL, NULL);
-    json_t *cd = item(c, "disks", 3);
-    assert_string_equal(str(cd, "target"), "sda");
-    assert_string_equal(str(cd, "device"), "cdrom");
-    assert_null_key(cd, "source");
-    assert_string_equal(str(cd, "source_type"), "file");
-    assert_true(json_is_true(json_object_get(cd, "readonly")));
-    assert_null_key(cd, "size_bytes");
+    expect_config("storage.xml", 0,
+                  "{'disks[3].target': 'sda', 'disks[3].device': 'cdrom', 'disks[3].source': null,"
+                  " 'disks[3].source_type': 'file', 'disks[3].readonly': true,"
+                  " 'disks[3].size_bytes': null}");
 }
 
 struct size_mock {
@@ -336,17 +182,16 @@ static void test_size_fn(void **state)
     struct size_mock m = {0};
     AUTO_JSON *c = convert("storage.xml", 0, mock_size, &m);
     assert_int_equal(m.calls, 4); /* not called for the empty cdrom */
-    assert_int_equal(num(item(c, "disks", 0), "size_bytes"), 21474836480);
-    assert_int_equal(num(item(c, "disks", 1), "size_bytes"), 0);
-    assert_null_key(item(c, "disks", 2), "size_bytes");
-    assert_null_key(item(c, "disks", 3), "size_bytes");
-    assert_null_key(item(c, "disks", 4), "size_bytes");
+    hxt_expect(c, "storage.xml",
+               "{'disks[0].size_bytes': 21474836480, 'disks[1].size_bytes': 0,"
+               " 'disks[2].size_bytes': null, 'disks[3].size_bytes': null,"
+               " 'disks[4].size_bytes': null}");
 }
 
 static void test_malformed(void **state)
 {
     (void)state;
-    AUTO_STR *xml = load("malformed.xml");
+    AUTO_STR *xml = hxt_load("malformed.xml");
     AUTO_STR *err = NULL;
     assert_null(hx_domxml_to_config(xml, 0, NULL, NULL, &err));
     assert_non_null(err);
@@ -470,28 +315,13 @@ static void test_dump_reorders_keys(void **state)
     assert_string_equal(first, "protected");
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_q35_kvm),
-        cmocka_unit_test(test_uefi_firmware_attribute),
-        cmocka_unit_test(test_uefi_pflash_loader),
-        cmocka_unit_test(test_per_device_boot_order),
-        cmocka_unit_test(test_memory_units),
-        cmocka_unit_test(test_memory_unknown_unit),
-        cmocka_unit_test(test_missing_optional_parts),
-        cmocka_unit_test(test_metadata),
-        cmocka_unit_test(test_storage_sources),
-        cmocka_unit_test(test_empty_cdrom),
-        cmocka_unit_test(test_size_fn),
-        cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_not_a_domain),
-        cmocka_unit_test(test_no_name),
-        cmocka_unit_test(test_doctype_rejected),
-        cmocka_unit_test(test_errors_name_domain_once),
-        cmocka_unit_test(test_null_arguments),
-        cmocka_unit_test(test_dump_exact_bytes),
-        cmocka_unit_test(test_dump_reorders_keys),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+HXT_MAIN(cmocka_unit_test(test_q35_kvm), cmocka_unit_test(test_uefi_firmware_attribute),
+         cmocka_unit_test(test_uefi_pflash_loader), cmocka_unit_test(test_per_device_boot_order),
+         cmocka_unit_test(test_memory_units), cmocka_unit_test(test_memory_unknown_unit),
+         cmocka_unit_test(test_missing_optional_parts), cmocka_unit_test(test_metadata),
+         cmocka_unit_test(test_storage_sources), cmocka_unit_test(test_empty_cdrom),
+         cmocka_unit_test(test_size_fn), cmocka_unit_test(test_malformed),
+         cmocka_unit_test(test_not_a_domain), cmocka_unit_test(test_no_name),
+         cmocka_unit_test(test_doctype_rejected), cmocka_unit_test(test_errors_name_domain_once),
+         cmocka_unit_test(test_null_arguments), cmocka_unit_test(test_dump_exact_bytes),
+         cmocka_unit_test(test_dump_reorders_keys))

@@ -1,9 +1,5 @@
 /* Unit tests: the event stream's ring, readers, overflow records and partial reads. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "hxtest.h"
 
 #include "hx_events.h"
 #include "hx_util.h"
@@ -11,6 +7,20 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+
+static void free_events(hx_events **ev)
+{
+    hx_events_free(*ev);
+}
+
+static void free_reader(hx_events_reader **r)
+{
+    hx_events_reader_free(*r);
+}
+
+/* Scoped rings and readers; declared after their ring, readers go first. */
+#define AUTO_EVENTS __attribute__((cleanup(free_events))) hx_events
+#define AUTO_READER __attribute__((cleanup(free_reader))) hx_events_reader
 
 /* Everything pending for r, read with a buffer of bufsize bytes. */
 static char *read_all(hx_events_reader *r, size_t bufsize)
@@ -29,26 +39,34 @@ static char *read_all(hx_events_reader *r, size_t bufsize)
 /* Splits text into lines (each must end in '\n' and be a JSON object); returns the count. */
 static size_t parse_lines(const char *text, json_t **objs, size_t max)
 {
-    size_t count = 0;
-    for (const char *p = text; *p;) {
-        const char *nl = strchr(p, '\n');
-        assert_non_null(nl);
-        assert_true(count < max);
-        json_error_t e;
-        objs[count] = json_loadb(p, (size_t)(nl - p), 0, &e);
-        if (!objs[count])
-            fail_msg("line %zu is not JSON: %s: %.*s", count, e.text, (int)(nl - p), p);
-        assert_true(json_is_object(objs[count]));
-        count++;
-        p = nl + 1;
-    }
+    size_t count = hxt_json_lines(text, objs, max);
+    for (size_t i = 0; i < count; i++)
+        assert_true(json_is_object(objs[i]));
     return count;
 }
 
-static void free_objs(json_t **objs, size_t n)
+/* Reads everything pending for r (with a buffer of bufsize bytes) into n objects. */
+static void read_lines(hx_events_reader *r, size_t bufsize, json_t **objs, size_t max, size_t n)
+{
+    AUTO_STR *text = read_all(r, bufsize);
+    assert_int_equal(parse_lines(text, objs, max), n);
+}
+
+/* Asserts objs[0..n) have the seqs first, first + 1, ... */
+static void assert_seqs(json_t **objs, size_t n, json_int_t first)
 {
     for (size_t i = 0; i < n; i++)
-        json_decref(objs[i]);
+        assert_int_equal(hxt_int(objs[i], "seq"), first + (json_int_t)i);
+}
+
+/* Reads everything pending for r (with a buffer of bufsize bytes): n events of the seqs first,
+ * first + 1, ... */
+static void expect_seqs(hx_events_reader *r, size_t bufsize, size_t n, json_int_t first)
+{
+    json_t *o[16];
+    read_lines(r, bufsize, o, 16, n);
+    assert_seqs(o, n, first);
+    hxt_json_free(o, n);
 }
 
 static void assert_time_format(json_t *o)
@@ -66,8 +84,8 @@ static void assert_time_format(json_t *o)
 static void single_reader_in_order(void **state)
 {
     (void)state;
-    hx_events *ev = hx_events_new(16);
-    hx_events_reader *r = hx_events_reader_new(ev);
+    AUTO_EVENTS *ev = hx_events_new(16);
+    AUTO_READER *r = hx_events_reader_new(ev);
     assert_int_equal(hx_events_pending(r), 0);
     hx_events_post_kv(ev, "vm.state", "node", "n1", "vm", "k00", "state", "running", NULL);
     hx_events_post_kv(ev, "vm.state", "node", "n1", "vm", "k01", "state", NULL, NULL);
@@ -82,113 +100,70 @@ static void single_reader_in_order(void **state)
     assert_non_null(strstr(text, "Z\",\"type\":\"vm.state\",\"node\":\"n1\",\"vm\":\"k00\","
                                  "\"state\":\"running\"}\n{\"seq\":2,"));
     json_t *o[8];
-    size_t n = parse_lines(text, o, 8);
-    assert_int_equal(n, 3);
-    for (size_t i = 0; i < n; i++) {
-        assert_int_equal(json_integer_value(json_object_get(o[i], "seq")), i + 1);
+    assert_int_equal(parse_lines(text, o, 8), 3);
+    assert_seqs(o, 3, 1);
+    for (size_t i = 0; i < 3; i++)
         assert_time_format(o[i]);
-    }
     assert_true(json_is_null(json_object_get(o[1], "state")));
-    assert_string_equal(json_string_value(json_object_get(o[2], "type")), "node.up");
-    free_objs(o, n);
+    assert_string_equal(hxt_str(o[2], "type"), "node.up");
+    hxt_json_free(o, 3);
     free(text);
-    hx_events_reader_free(r);
-    hx_events_free(ev);
 }
 
 static void two_readers_independent(void **state)
 {
     (void)state;
-    hx_events *ev = hx_events_new(16);
-    hx_events_reader *a = hx_events_reader_new(ev);
+    AUTO_EVENTS *ev = hx_events_new(16);
+    AUTO_READER *a = hx_events_reader_new(ev);
     hx_events_post_kv(ev, "e", "i", "1", NULL);
-    hx_events_reader *b = hx_events_reader_new(ev);
+    AUTO_READER *b = hx_events_reader_new(ev);
     hx_events_post_kv(ev, "e", "i", "2", NULL);
 
-    char *ta = read_all(a, 4096);
-    json_t *o[8];
-    size_t n = parse_lines(ta, o, 8);
-    assert_int_equal(n, 2);
-    assert_int_equal(json_integer_value(json_object_get(o[0], "seq")), 1);
-    assert_int_equal(json_integer_value(json_object_get(o[1], "seq")), 2);
-    free_objs(o, n);
-    free(ta);
-
+    expect_seqs(a, 4096, 2, 1);
     /* a's reading moved only a. */
     assert_int_equal(hx_events_pending(b), 1);
     hx_events_post_kv(ev, "e", "i", "3", NULL);
-    char *tb = read_all(b, 4096);
-    n = parse_lines(tb, o, 8);
-    assert_int_equal(n, 2);
-    assert_int_equal(json_integer_value(json_object_get(o[0], "seq")), 2);
-    assert_int_equal(json_integer_value(json_object_get(o[1], "seq")), 3);
-    free_objs(o, n);
-    free(tb);
-
-    ta = read_all(a, 4096);
-    n = parse_lines(ta, o, 8);
-    assert_int_equal(n, 1);
-    assert_int_equal(json_integer_value(json_object_get(o[0], "seq")), 3);
-    free_objs(o, n);
-    free(ta);
-    hx_events_reader_free(a);
-    hx_events_reader_free(b);
-    hx_events_free(ev);
+    expect_seqs(b, 4096, 2, 2);
+    expect_seqs(a, 4096, 1, 3);
 }
 
 static void late_reader_sees_no_old_events(void **state)
 {
     (void)state;
-    hx_events *ev = hx_events_new(16);
+    AUTO_EVENTS *ev = hx_events_new(16);
     for (int i = 0; i < 5; i++)
         hx_events_post_kv(ev, "old", NULL);
-    hx_events_reader *r = hx_events_reader_new(ev);
+    AUTO_READER *r = hx_events_reader_new(ev);
     assert_int_equal(hx_events_pending(r), 0);
     char buf[256];
     assert_int_equal(hx_events_read(r, buf, sizeof(buf)), 0);
     hx_events_post_kv(ev, "new", NULL);
-    char *text = read_all(r, sizeof(buf));
     json_t *o[2];
-    size_t n = parse_lines(text, o, 2);
-    assert_int_equal(n, 1);
-    assert_int_equal(json_integer_value(json_object_get(o[0], "seq")), 6);
-    assert_string_equal(json_string_value(json_object_get(o[0], "type")), "new");
-    free_objs(o, n);
-    free(text);
-    hx_events_reader_free(r);
-    hx_events_free(ev);
+    read_lines(r, sizeof(buf), o, 2, 1);
+    assert_int_equal(hxt_int(o[0], "seq"), 6);
+    assert_string_equal(hxt_str(o[0], "type"), "new");
+    hxt_json_free(o, 1);
 }
 
 static void overflow_record(void **state)
 {
     (void)state;
     enum { CAP = 8, EXTRA = 5 };
-    hx_events *ev = hx_events_new(CAP);
-    hx_events_reader *r = hx_events_reader_new(ev);
+    AUTO_EVENTS *ev = hx_events_new(CAP);
+    AUTO_READER *r = hx_events_reader_new(ev);
     for (int i = 0; i < CAP + EXTRA; i++)
         hx_events_post_kv(ev, "e", NULL);
-    char *text = read_all(r, 4096);
     json_t *o[CAP + 2];
-    size_t n = parse_lines(text, o, CAP + 2);
-    assert_int_equal(n, CAP + 1);
-    assert_string_equal(json_string_value(json_object_get(o[0], "type")), "overflow");
-    assert_int_equal(json_integer_value(json_object_get(o[0], "lost")), EXTRA);
-    assert_int_equal(json_integer_value(json_object_get(o[0], "seq")), EXTRA);
+    read_lines(r, 4096, o, CAP + 2, CAP + 1);
+    assert_string_equal(hxt_str(o[0], "type"), "overflow");
+    assert_int_equal(hxt_int(o[0], "lost"), EXTRA);
+    assert_int_equal(hxt_int(o[0], "seq"), EXTRA);
     assert_time_format(o[0]);
-    for (size_t i = 1; i < n; i++)
-        assert_int_equal(json_integer_value(json_object_get(o[i], "seq")), EXTRA + i);
-    free_objs(o, n);
-    free(text);
+    assert_seqs(o + 1, CAP, EXTRA + 1);
+    hxt_json_free(o, CAP + 1);
     /* Caught up: no further overflow. */
     hx_events_post_kv(ev, "e", NULL);
-    text = read_all(r, 4096);
-    n = parse_lines(text, o, 2);
-    assert_int_equal(n, 1);
-    assert_int_equal(json_integer_value(json_object_get(o[0], "seq")), CAP + EXTRA + 1);
-    free_objs(o, n);
-    free(text);
-    hx_events_reader_free(r);
-    hx_events_free(ev);
+    expect_seqs(r, 4096, 1, CAP + EXTRA + 1);
 }
 
 static char *long_value(size_t len)
@@ -204,9 +179,9 @@ static char *long_value(size_t len)
 static void partial_reads_reassemble(void **state)
 {
     (void)state;
-    hx_events *ev = hx_events_new(4);
-    hx_events_reader *tiny = hx_events_reader_new(ev);
-    hx_events_reader *big = hx_events_reader_new(ev);
+    AUTO_EVENTS *ev = hx_events_new(4);
+    AUTO_READER *tiny = hx_events_reader_new(ev);
+    AUTO_READER *big = hx_events_reader_new(ev);
     char *v = long_value(1000);
     hx_events_post_kv(ev, "long", "v", v, NULL);
     hx_events_post_kv(ev, "short", NULL);
@@ -217,7 +192,7 @@ static void partial_reads_reassemble(void **state)
 
     /* A line longer than the buffer stays intact even when the ring drops it mid-delivery,
      * and the overflow record then comes as a line of its own. */
-    hx_events_reader *r = hx_events_reader_new(ev);
+    AUTO_READER *r = hx_events_reader_new(ev);
     hx_events_post_kv(ev, "long", "v", v, NULL);
     char buf[16];
     hx_buf got = {0};
@@ -230,27 +205,22 @@ static void partial_reads_reassemble(void **state)
     assert_int_equal(hx_buf_puts(&got, rest), 0);
     free(rest);
     json_t *o[8];
-    size_t lines = parse_lines(got.data, o, 8);
-    assert_int_equal(lines, 1 + 1 + 4);
-    assert_string_equal(json_string_value(json_object_get(o[0], "v")), v);
-    assert_string_equal(json_string_value(json_object_get(o[1], "type")), "overflow");
-    assert_int_equal(json_integer_value(json_object_get(o[1], "lost")), 6);
-    assert_int_equal(json_integer_value(json_object_get(o[2], "seq")), 10);
-    free_objs(o, lines);
+    assert_int_equal(parse_lines(got.data, o, 8), 1 + 1 + 4);
+    assert_string_equal(hxt_str(o[0], "v"), v);
+    assert_string_equal(hxt_str(o[1], "type"), "overflow");
+    assert_int_equal(hxt_int(o[1], "lost"), 6);
+    assert_int_equal(hxt_int(o[2], "seq"), 10);
+    hxt_json_free(o, 1 + 1 + 4);
     hx_buf_clear(&got);
     free(whole);
     free(v);
-    hx_events_reader_free(r);
-    hx_events_reader_free(tiny);
-    hx_events_reader_free(big);
-    hx_events_free(ev);
 }
 
 static void whole_lines_when_they_fit(void **state)
 {
     (void)state;
-    hx_events *ev = hx_events_new(4);
-    hx_events_reader *r = hx_events_reader_new(ev);
+    AUTO_EVENTS *ev = hx_events_new(4);
+    AUTO_READER *r = hx_events_reader_new(ev);
     hx_events_post_kv(ev, "a", NULL);
     hx_events_post_kv(ev, "b", NULL);
     char buf[256];
@@ -266,8 +236,6 @@ static void whole_lines_when_they_fit(void **state)
     n = hx_events_read(r, buf, line + line / 2);
     assert_int_equal(n, line);
     assert_int_equal(hx_events_read(r, buf, sizeof(buf)), 0);
-    hx_events_reader_free(r);
-    hx_events_free(ev);
 }
 
 struct wake_state {
@@ -410,18 +378,8 @@ static void concurrent_small_ring_accounts_every_event(void **state)
                   (unsigned long long)c.lost, (unsigned long long)c.overflows);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(single_reader_in_order),
-        cmocka_unit_test(two_readers_independent),
-        cmocka_unit_test(late_reader_sees_no_old_events),
-        cmocka_unit_test(overflow_record),
-        cmocka_unit_test(partial_reads_reassemble),
-        cmocka_unit_test(whole_lines_when_they_fit),
-        cmocka_unit_test(wake_per_post),
-        cmocka_unit_test(concurrent_no_loss_with_room),
-        cmocka_unit_test(concurrent_small_ring_accounts_every_event),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+HXT_MAIN(cmocka_unit_test(single_reader_in_order), cmocka_unit_test(two_readers_independent),
+         cmocka_unit_test(late_reader_sees_no_old_events), cmocka_unit_test(overflow_record),
+         cmocka_unit_test(partial_reads_reassemble), cmocka_unit_test(whole_lines_when_they_fit),
+         cmocka_unit_test(wake_per_post), cmocka_unit_test(concurrent_no_loss_with_room),
+         cmocka_unit_test(concurrent_small_ring_accounts_every_event))

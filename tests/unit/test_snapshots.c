@@ -1,9 +1,5 @@
 /* Unit tests: snapshot names, the free space estimate, info.json from libvirt's XML. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "hxtest.h"
 
 #include "hx_snapshots.h"
 
@@ -120,13 +116,5 @@ static void btrfs_volumes(void **state)
     json_decref(v);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(names),
-        cmocka_unit_test(space),
-        cmocka_unit_test(info),
-        cmocka_unit_test(btrfs_volumes),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+HXT_MAIN(cmocka_unit_test(names), cmocka_unit_test(space), cmocka_unit_test(info),
+         cmocka_unit_test(btrfs_volumes))

@@ -1,9 +1,5 @@
 /* Unit tests: libvirt statistics to JSON. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "hxtest.h"
 
 #include "hx_stats.h"
 
@@ -77,13 +73,5 @@ static void iso_time(void **state)
     assert_string_equal(buf, "2023-11-14T22:13:20.123Z");
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(groups_fields),
-        cmocka_unit_test(state_names),
-        cmocka_unit_test(cpu_percent),
-        cmocka_unit_test(iso_time),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+HXT_MAIN(cmocka_unit_test(groups_fields), cmocka_unit_test(state_names),
+         cmocka_unit_test(cpu_percent), cmocka_unit_test(iso_time))

@@ -1,9 +1,5 @@
 /* Unit tests: the tree table, its documentation, and inode identity. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "hxtest.h"
 
 #include "hx_tree.h"
 
@@ -11,65 +7,61 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char *read_file(const char *path)
+/* Walks the entries of docs/tree.md, which has a heading "### `PATTERN`" for every path of the
+ * table: calls check(k, heading, entry) for each kind k, entry the text from its heading to the
+ * next one (NULL when the page lacks the heading). Returns the sum of what check returned. */
+static int each_doc_entry(int (*check)(size_t k, const char *heading, const char *entry))
 {
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    hx_buf b = {0};
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        hx_buf_append(&b, chunk, n);
-    fclose(f);
-    return hx_buf_steal(&b, NULL);
-}
-
-/* docs/tree.md has a heading "### `PATTERN`" for every path of the table. */
-static void every_path_is_documented(void **state)
-{
-    (void)state;
-    char *doc = read_file(HX_SOURCE_ROOT "/docs/tree.md");
+    AUTO_STR *doc = hxt_read_file(HX_SOURCE_ROOT "/docs/tree.md");
     assert_non_null(doc);
-    int missing = 0;
+    int problems = 0;
     for (size_t k = 0; k < hx_n_kinds; k++) {
         char heading[512];
         snprintf(heading, sizeof(heading), "### `%s`", hx_kinds[k].pattern);
-        if (!strstr(doc, heading)) {
-            fprintf(stderr, "docs/tree.md lacks the heading: %s\n", heading);
-            missing++;
-        }
+        const char *start = strstr(doc, heading);
+        const char *end = start ? strstr(start + 4, "\n### ") : NULL;
+        AUTO_STR *entry =
+            start ? strndup(start, end ? (size_t)(end - start) : strlen(start)) : NULL;
+        problems += check(k, heading, entry);
     }
-    free(doc);
-    assert_int_equal(missing, 0);
+    return problems;
+}
+
+static int lacks_heading(size_t k, const char *heading, const char *entry)
+{
+    (void)k;
+    if (entry)
+        return 0;
+    fprintf(stderr, "docs/tree.md lacks the heading: %s\n", heading);
+    return 1;
+}
+
+static void every_path_is_documented(void **state)
+{
+    (void)state;
+    assert_int_equal(each_doc_entry(lacks_heading), 0);
+}
+
+static int lacks_parts(size_t k, const char *heading, const char *entry)
+{
+    (void)heading;
+    if (!entry)
+        return 0;
+    int bad = 0;
+    const char *need[] = {"- Kind:", "- Format:", "- Read:", "- Write:", "- Errors:"};
+    for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+        if (!strstr(entry, need[i])) {
+            fprintf(stderr, "docs/tree.md entry %s lacks '%s'\n", hx_kinds[k].pattern, need[i]);
+            bad++;
+        }
+    return bad;
 }
 
 /* And each documented entry says its format, read, write and errors. */
 static void every_entry_is_complete(void **state)
 {
     (void)state;
-    char *doc = read_file(HX_SOURCE_ROOT "/docs/tree.md");
-    assert_non_null(doc);
-    int bad = 0;
-    for (size_t k = 0; k < hx_n_kinds; k++) {
-        char heading[512];
-        snprintf(heading, sizeof(heading), "### `%s`", hx_kinds[k].pattern);
-        char *start = strstr(doc, heading);
-        if (!start)
-            continue;
-        char *end = strstr(start + 4, "\n### ");
-        size_t len = end ? (size_t)(end - start) : strlen(start);
-        char *entry = strndup(start, len);
-        const char *need[] = {"- Kind:", "- Format:", "- Read:", "- Write:", "- Errors:"};
-        for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
-            if (!strstr(entry, need[i])) {
-                fprintf(stderr, "docs/tree.md entry %s lacks '%s'\n", hx_kinds[k].pattern, need[i]);
-                bad++;
-            }
-        free(entry);
-    }
-    free(doc);
-    assert_int_equal(bad, 0);
+    assert_int_equal(each_doc_entry(lacks_parts), 0);
 }
 
 static void table_is_a_tree(void **state)
@@ -130,13 +122,5 @@ static void inode_identity(void **state)
     assert_string_equal(vms.node, "n1");
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(every_path_is_documented),
-        cmocka_unit_test(every_entry_is_complete),
-        cmocka_unit_test(table_is_a_tree),
-        cmocka_unit_test(inode_identity),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+HXT_MAIN(cmocka_unit_test(every_path_is_documented), cmocka_unit_test(every_entry_is_complete),
+         cmocka_unit_test(table_is_a_tree), cmocka_unit_test(inode_identity))
