@@ -1,11 +1,17 @@
 /* Snapshots of VMs: list, describe, take, revert, delete (the snapshots/ directory of a VM).
  *
- * Snapshots are libvirt's internal qcow2 snapshots. libvirt sends no events for them, so reads
- * go to libvirt through the node's own thread (hx_cluster_node_exec, bounded wait) and the
- * names are cached per VM for at most a short time; every change made here drops that cache and
- * moves hx_snap_version(). Changes run on the caller's thread under the VM's operation lock,
- * like the other VM actions (hx_vmops.h). Every failure returns -errno and a malloc'd sentence
- * in *msg naming the VM and the snapshot.
+ * Owns libvirt's internal qcow2 snapshots of the VMs, the btrfs snapshots (reflink copies of
+ * raw volumes, for VMs whose disks are all raw volumes of btrfs-backed pools) and the Horcrux
+ * snapshot metadata in each domain (namespace HX_SNAP_NS: consistency records and btrfs
+ * records). Callers: the tree (fs/tree.c, fs/render.c) for everything, vmops (rmdir of a VM)
+ * for hx_snap_btrfs_volumes; the pure helpers at the end are unit tested.
+ *
+ * libvirt sends no events for snapshots, so reads go to libvirt through the node's own thread
+ * (hx_cluster_node_exec, bounded wait) and the names are cached per VM for at most a short time
+ * (the cache has its own mutex, held for no libvirt call); every change made here drops that
+ * cache and moves hx_snap_version(). Changes run on the caller's thread under the VM's
+ * operation lock, like the other VM actions (hx_vmops.h). Every failure returns -errno and a
+ * malloc'd sentence in *msg naming the VM and the snapshot.
  */
 #pragma once
 
@@ -16,6 +22,8 @@
 #include <stdint.h>
 
 #define HX_SNAP_NAME_MAX 64
+/* The namespace of the Horcrux snapshot metadata in a domain's <metadata>. */
+#define HX_SNAP_NS "https://horcrux.dev/xmlns/snapshots/1"
 
 /* Moves on every change made through the tree (and when a fetch finds the list changed). */
 uint64_t hx_snap_version(void);
