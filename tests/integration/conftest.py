@@ -107,6 +107,28 @@ def wait_for(fn, timeout, interval=0.02):
         time.sleep(interval)
 
 
+class Timings(list):
+    """The timed steps of a test module, (what, seconds): each printed as it is measured,
+    all of them by summary() at the end."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.width = width
+
+    def run(self, what, fn):
+        """Calls fn(); returns (its value, seconds)."""
+        t0 = time.monotonic()
+        r = fn()
+        dt = time.monotonic() - t0
+        self.append((what, dt))
+        print('\n[timing] %-*s %.3f s' % (self.width, what, dt))
+        return r, dt
+
+    def summary(self):
+        if self:
+            print('\n[timings] ' + ', '.join('%s %.3fs' % t for t in self))
+
+
 def read(path, mode='r'):
     with open(path, mode) as f:
         return f.read()
