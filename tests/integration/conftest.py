@@ -1,4 +1,4 @@
-"""Fixtures of the horcruxfs integration suite: a real testbed (tools/hxtestbed.py), the real
+"""Fixtures of the horcruxfs integration suite: a real testbed (tools/hxtestbed/), the real
 daemon on a real FUSE mount, real client programs.
 
 Run as root:
@@ -13,8 +13,7 @@ Fixtures:
     mount    (function) the daemon on a fresh mount point over the testbed's configuration,
              nodes/n1/status already 'online'; yields the mount point path
 """
-import errno
-import importlib.util
+import importlib
 import os
 import re
 import shutil
@@ -41,11 +40,10 @@ SANITIZER_RE = re.compile(r'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime
 
 
 def _load_testbed():
-    spec = importlib.util.spec_from_file_location('hxtestbed', os.path.join(TOOLS, 'hxtestbed.py'))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault('hxtestbed', mod)
-    spec.loader.exec_module(mod)
-    return mod
+    """The package tools/hxtestbed/ of this tree (test_testbed.py imports the same one)."""
+    if TOOLS not in sys.path:
+        sys.path.insert(0, TOOLS)
+    return importlib.import_module('hxtestbed')
 
 
 tb = _load_testbed()
@@ -107,6 +105,28 @@ def wait_for(fn, timeout, interval=0.02):
         if v or dt >= timeout:
             return v, dt
         time.sleep(interval)
+
+
+class Timings(list):
+    """The timed steps of a test module, (what, seconds): each printed as it is measured,
+    all of them by summary() at the end."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.width = width
+
+    def run(self, what, fn):
+        """Calls fn(); returns (its value, seconds)."""
+        t0 = time.monotonic()
+        r = fn()
+        dt = time.monotonic() - t0
+        self.append((what, dt))
+        print('\n[timing] %-*s %.3f s' % (self.width, what, dt))
+        return r, dt
+
+    def summary(self):
+        if self:
+            print('\n[timings] ' + ', '.join('%s %.3fs' % t for t in self))
 
 
 def read(path, mode='r'):

@@ -40,6 +40,20 @@ def errno_of(fn, *a, **kw):
         return e.errno
 
 
+def write_file(path, text):
+    """One write(2) of the whole text: one command for a control file (raises OSError)."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def write_err(path, text):
+    """write_file(path, text): 0, or the errno of its failure."""
+    return errno_of(write_file, path, text)
+
+
 def write_ctl(path, text):
     """One write(2) to a control file; returns 0 or the errno."""
     fd = os.open(path, os.O_WRONLY)

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import NODES, read, wait_for
+from conftest import NODES, read
 from hxvm import errno_of, new_vm, put_config, uniq, vm_dir, write_ctl, write_doc
 
 KEYS = ['id', 'time', 'uid', 'pid', 'path', 'action', 'result', 'message']

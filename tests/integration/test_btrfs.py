@@ -1,5 +1,5 @@
 """btrfs-backed dir pools on the real testbed: a btrfs pool "fast" on a loop file in n1's mount
-namespace (tools/hxtestbed.py add_btrfs_pool, removed at the end whatever happened).
+namespace (tools/hxtestbed/btrfs.py add_btrfs_pool, removed at the end whatever happened).
 
 Snapshots of VMs whose disks are raw volumes there are reflink copies (".<vol>@<snap>"), taken,
 reverted and deleted through the tree; clones within the pool are reflink copies (full: then
@@ -11,50 +11,18 @@ import errno
 import json
 import os
 import subprocess
-import time
 
 import pytest
 
-from conftest import read, tb, wait_for
+from conftest import Timings, read, tb, wait_for
+from hxvm import errno_of, write_file
 
 NODE = 'n1'
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 FINAL = ('done', 'failed', 'cancelled', 'interrupted')
-TIMINGS = []
-
-
-def timed(what, fn):
-    t0 = time.monotonic()
-    r = fn()
-    dt = time.monotonic() - t0
-    TIMINGS.append((what, dt))
-    print('\n[timing] %-45s %.3f s' % (what, dt))
-    return r, dt
-
-
-def write_file(path, text):
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
-def write_err(path, text):
-    try:
-        write_file(path, text)
-    except OSError as e:
-        return e.errno
-    return 0
-
-
-def err_of(fn, *args):
-    try:
-        fn(*args)
-    except OSError as e:
-        return e.errno
-    return 0
+TIMINGS = Timings(45)
+timed = TIMINGS.run
 
 
 @pytest.fixture(scope='module')
@@ -67,8 +35,7 @@ def fast(bed):
         root = '/proc/%d/root' % n['reaper_pid']
         yield root + ent['target']
     finally:
-        if TIMINGS:
-            print('\n[timings] ' + ', '.join('%s %.3fs' % t for t in TIMINGS))
+        TIMINGS.summary()
         if ent:
             tb.remove_btrfs_pool(bed.dir, NODE, name='fast')
 
@@ -150,7 +117,7 @@ def test_snapshot_revert_delete_raw_on_btrfs(fast, made, bed, mount):
     assert i['consistency'] == 'crash' and i['state'] == 'shutoff' and i['parent'] is None
     assert i['disks'][0]['copy'] == '.%s@a' % vol and i['current'] is True
     assert bed.virsh(NODE, 'snapshot-list', 'bt1', '--name').strip() == ''
-    assert err_of(os.mkdir, os.path.join(snaps, 'a')) == errno.EEXIST
+    assert errno_of(os.mkdir, os.path.join(snaps, 'a')) == errno.EEXIST
     # marker B, then back to A
     assert qemu_io(img, 'write -q -P 0x42 0 64k')
     assert qemu_io(img, 'read -q -P 0x42 0 64k')

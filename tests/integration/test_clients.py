@@ -11,8 +11,6 @@ import shutil
 import subprocess
 import tempfile
 
-import pytest
-
 from conftest import NODES, VMS
 
 # README, version, events, cluster/status, cluster/audit (cluster/jobs is empty: each test has

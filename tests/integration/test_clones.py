@@ -14,6 +14,7 @@ import time
 import pytest
 
 from conftest import read, tb, wait_for
+from hxvm import write_err, write_file
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -35,23 +36,6 @@ def vols(bed, node):
 def domains(bed, node):
     return sorted(l.strip() for l in bed.virsh(node, 'list', '--all', '--name').splitlines()
                   if l.strip())
-
-
-def write_file(path, text):
-    """One write(2) of the whole text: one command for a control file."""
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
-def write_err(path, text):
-    try:
-        write_file(path, text)
-    except OSError as e:
-        return e.errno
-    return 0
 
 
 class Made:
@@ -136,6 +120,27 @@ def wait_job(mnt, job, timeout=60):
                              else None)(status(mnt, job)), timeout, 0.05)
     assert v, status(mnt, job)
     return v
+
+
+def copying(made, mount, name):
+    """A clone of cheavy (heavy_vm) to n2 as name, once it has copied its first bytes: its job
+    id."""
+    job = clone(made, 'n1', 'cheavy', {'name': name, 'node': 'n2'})
+    v, _ = wait_for(lambda: status(mount, job)['bytes_done'] > 0, 30, 0.01)
+    assert v, status(mount, job)
+    return job
+
+
+def timed_full_clone(made, mount, vm, name):
+    """A full clone of n1's VM vm (a 1 GiB disk) as name: done, verified, every byte copied.
+    Returns (job id, seconds)."""
+    t0 = time.monotonic()
+    job = clone(made, 'n1', vm, {'name': name})
+    st = wait_job(mount, job, 120)
+    full = time.monotonic() - t0
+    assert st['state'] == 'done' and st['result']['verified'] is True, st
+    assert st['bytes_done'] == st['bytes_total'] == GiB
+    return job, full
 
 
 def qemu_img_compare(a, b):
@@ -298,9 +303,7 @@ def heavy_vm(made, bed):
 def test_cancel_large_clone(made, bed, mount, heavy_vm):
     src, vol = heavy_vm
     before_n2 = vols(bed, 'n2')
-    job = clone(made, 'n1', 'cheavy', {'name': 'cbigc', 'node': 'n2'})
-    v, _ = wait_for(lambda: status(mount, job)['bytes_done'] > 0, 30, 0.01)
-    assert v, status(mount, job)
+    job = copying(made, mount, 'cbigc')
     write_file(os.path.join(mount, 'cluster/jobs', job, 'cancel'), '1')
     st = wait_job(mount, job)
     assert st['state'] == 'cancelled', st
@@ -317,12 +320,7 @@ def test_cancel_large_clone(made, bed, mount, heavy_vm):
 
 def test_times_and_listing(made, bed, mount, big_vm):
     src, vol = big_vm
-    t0 = time.monotonic()
-    j1 = clone(made, 'n1', 'cbig', {'name': 'cbigf'})
-    st = wait_job(mount, j1, 120)
-    full = time.monotonic() - t0
-    assert st['state'] == 'done' and st['result']['verified'] is True, st
-    assert st['bytes_done'] == st['bytes_total'] == GiB
+    j1, full = timed_full_clone(made, mount, 'cbig', 'cbigf')
     assert qemu_img_compare(host_path(bed, 'n1', vol), host_path(bed, 'n1', 'cbigf-vda.img')) == 0
     set_config(src, template=True)
     t0 = time.monotonic()
@@ -340,9 +338,7 @@ def test_times_and_listing(made, bed, mount, big_vm):
 
 def test_restart_interrupts_clone(made, bed, mount, heavy_vm, mounted_daemon):
     before_n2 = vols(bed, 'n2')
-    job = clone(made, 'n1', 'cheavy', {'name': 'cbigr', 'node': 'n2'})
-    v, _ = wait_for(lambda: status(mount, job)['bytes_done'] > 0, 30, 0.01)
-    assert v
+    job = copying(made, mount, 'cbigr')
     mounted_daemon.restart(wait_node=['n1', 'n2'])
     st = wait_job(mount, job)
     assert st['state'] == 'interrupted', st
@@ -355,12 +351,7 @@ def test_restart_interrupts_clone(made, bed, mount, heavy_vm, mounted_daemon):
 def test_time_full_clone_of_full_disk(made, bed, mount):
     """A 1 GiB disk written all over: the copy and both hashes cover every byte."""
     src, vol = make_vm(made, 'n1', 'cfull', GiB, fmt='raw', data=((0, GiB, 0x5a),))
-    t0 = time.monotonic()
-    job = clone(made, 'n1', 'cfull', {'name': 'cfullc'})
-    st = wait_job(mount, job, 120)
-    full = time.monotonic() - t0
-    assert st['state'] == 'done' and st['result']['verified'] is True, st
-    assert st['bytes_done'] == st['bytes_total'] == GiB
+    _, full = timed_full_clone(made, mount, 'cfull', 'cfullc')
     print('\n[clones] 1 GiB raw disk, all data: full clone %.2f s (copy and verify)' % full)
     os.rmdir(os.path.join(mount, 'nodes/n1/vms/cfullc'))
     assert 'cfullc-vda.img' not in vols(bed, 'n1')
@@ -370,9 +361,7 @@ def test_killed_daemon_job_cleaned_up_at_start(made, bed, mount, heavy_vm, mount
     """A daemon that dies mid-clone: the next start marks the job interrupted and removes what
     it had created, from the job's record."""
     before_n2 = vols(bed, 'n2')
-    job = clone(made, 'n1', 'cheavy', {'name': 'cbigk', 'node': 'n2'})
-    v, _ = wait_for(lambda: status(mount, job)['bytes_done'] > 0, 30, 0.01)
-    assert v
+    job = copying(made, mount, 'cbigk')
     mounted_daemon.send(signal.SIGKILL)
     mounted_daemon.proc.wait(10)
     mounted_daemon.force_cleanup()

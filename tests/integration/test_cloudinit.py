@@ -39,7 +39,7 @@ def virsh(bed, *args, check=True):
 
 
 def vol_path(bed, vm):
-    # The node's /var/lib/libvirt is DIR/nodes/<n>/lib on the host (tools/hxtestbed.py).
+    # The node's /var/lib/libvirt is DIR/nodes/<n>/lib on the host (tools/hxtestbed/).
     return os.path.join(bed.dir, 'nodes', NODE, 'lib', 'images', vm + '-cidata.iso')
 
 

@@ -16,35 +16,37 @@ WRITERS = 16
 STORM = 1.5   # seconds each writer keeps writing
 
 
-def _state_writer(st, i, barrier, q):
+def _storm(i, barrier, q, kind, path, write, call):
+    """Writer i: after the barrier, for STORM seconds, call(r) -> (key, text, doc) for round r,
+    write(path, text) -> rc, timed; then puts [(kind, key, rc, seconds, doc)] on q."""
     barrier.wait(30)
     rnd = random.Random(i)
     out, r, end = [], 0, time.monotonic() + STORM
     while time.monotonic() < end:
-        word = 'pause' if (i + r) % 2 == 0 else 'resume'
+        key, text, doc = call(r)
         t0 = time.monotonic()
-        rc = write_ctl(st, word)
-        out.append(('state', word, rc, time.monotonic() - t0, None))
+        rc = write(path, text)
+        out.append((kind, key, rc, time.monotonic() - t0, doc))
         r += 1
         time.sleep(rnd.uniform(0, 0.02))
     q.put(out)
 
 
+def _state_writer(st, i, barrier, q):
+    def call(r):
+        word = 'pause' if (i + r) % 2 == 0 else 'resume'
+        return word, word, None
+    _storm(i, barrier, q, 'state', st, write_ctl, call)
+
+
 def _config_writer(cj, base, i, barrier, q):
-    barrier.wait(30)
-    rnd = random.Random(i)
-    out, r, end = [], 0, time.monotonic() + STORM
-    while time.monotonic() < end:
+    def call(r):
         key = '%d-%d' % (i, r)
         v = 1 + (i + r) % 4
         doc = json.dumps(dict(base, description='writer %s %s' % (key, 'x' * (200 * i)),
                               vcpus=v, max_vcpus=v), indent=2) + '\n'
-        t0 = time.monotonic()
-        rc = write_doc(cj, doc)
-        out.append(('config', key, rc, time.monotonic() - t0, doc))
-        r += 1
-        time.sleep(rnd.uniform(0, 0.02))
-    q.put(out)
+        return key, doc, doc
+    _storm(i, barrier, q, 'config', cj, write_doc, call)
 
 
 def test_sixteen_writers(mount, bed):

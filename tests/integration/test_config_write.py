@@ -324,28 +324,25 @@ def _set(**kw):
     return f
 
 
-def _disk(i, **kw):
+def _edited(edit):
+    """A document maker: edit(c) changes a deep copy of the VM's document c, dumped."""
     def f(c):
         c = json.loads(json.dumps(c))
-        c['disks'][i].update(kw)
+        edit(c)
         return dump(c)
     return f
+
+
+def _disk(i, **kw):
+    return _edited(lambda c: c['disks'][i].update(kw))
 
 
 def _add_disk(**kw):
-    def f(c):
-        c = json.loads(json.dumps(c))
-        c['disks'].append(kw)
-        return dump(c)
-    return f
+    return _edited(lambda c: c['disks'].append(kw))
 
 
 def _add_nic(**kw):
-    def f(c):
-        c = json.loads(json.dumps(c))
-        c['nics'].append(kw)
-        return dump(c)
-    return f
+    return _edited(lambda c: c['nics'].append(kw))
 
 
 def _text(t):

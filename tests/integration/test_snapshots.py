@@ -13,32 +13,19 @@ import json
 import os
 import re
 import subprocess
-import time
 
 import pytest
 
-from conftest import read, tb, wait_for
+from conftest import Timings, read, tb, wait_for
+from hxvm import errno_of
 
 NODE = 'n1'
 MIB = 1024 * 1024
-TIMINGS = []
+TIMINGS = Timings(40)
 
 
 def timed(what, fn):
-    t0 = time.monotonic()
-    r = fn()
-    dt = time.monotonic() - t0
-    TIMINGS.append((what, dt))
-    print('\n[timing] %-40s %.3f s' % (what, dt))
-    return r
-
-
-def err_of(fn, *args):
-    try:
-        fn(*args)
-    except OSError as e:
-        return e.errno
-    return 0
+    return TIMINGS.run(what, fn)[0]
 
 
 def write_ctl(path, text):
@@ -157,8 +144,7 @@ def vms(bed, mount):
     yield new
     for v in made:
         v.delete()
-    if TIMINGS:
-        print('\n[timings] ' + ', '.join('%s %.3fs' % t for t in TIMINGS))
+    TIMINGS.summary()
 
 
 def test_shutoff_snapshot_revert_delete(vms, bed):
@@ -203,7 +189,7 @@ def test_shutoff_snapshot_revert_delete(vms, bed):
     assert vm.virsh_snaps() == ['a']
     assert vm.current() == 'a'   # libvirt makes the parent of a deleted current snapshot current
     assert vm.info('a')['children'] == []
-    assert err_of(os.stat, os.path.join(vm.snaps, 'b')) == errno.ENOENT
+    assert errno_of(os.stat, os.path.join(vm.snaps, 'b')) == errno.ENOENT
     os.rmdir(os.path.join(vm.snaps, 'a'))
     assert vm.snapshots() == []
     assert vm.current() == errno.ENOENT
@@ -289,7 +275,7 @@ def test_virsh_snapshots_appear(vms, bed):
     bed.virsh(NODE, 'snapshot-delete', vm.name, 'from-virsh')
     v, _ = wait_for(lambda: vm.snapshots() == [], 1.5)
     assert v
-    v, _ = wait_for(lambda: err_of(os.stat, os.path.join(vm.snaps, 'from-virsh', 'info.json'))
+    v, _ = wait_for(lambda: errno_of(os.stat, os.path.join(vm.snaps, 'from-virsh', 'info.json'))
                     == errno.ENOENT, 2.5)
     assert v
 
@@ -297,16 +283,16 @@ def test_virsh_snapshots_appear(vms, bed):
 def test_names_and_commands(vms):
     vm = vms('snap-names')
     for bad in ('.hidden', 'bell\x07', 'current', 'x' * 65):
-        assert err_of(os.mkdir, os.path.join(vm.snaps, bad)) == errno.EINVAL, bad
+        assert errno_of(os.mkdir, os.path.join(vm.snaps, bad)) == errno.EINVAL, bad
     os.mkdir(os.path.join(vm.snaps, 'x' * 64))
     os.mkdir(os.path.join(vm.snaps, 'one'))
-    assert err_of(os.mkdir, os.path.join(vm.snaps, 'one')) == errno.EEXIST
+    assert errno_of(os.mkdir, os.path.join(vm.snaps, 'one')) == errno.EEXIST
     assert vm.virsh_snaps() == sorted(['one', 'x' * 64])
     assert write_ctl(os.path.join(vm.snaps, 'one', 'revert'), 'please') == errno.EINVAL
     assert 'write 1 or revert' in read(os.path.join(vm.dir, 'last_error'))
-    assert err_of(os.rmdir, os.path.join(vm.snaps, 'nope')) == errno.ENOENT
+    assert errno_of(os.rmdir, os.path.join(vm.snaps, 'nope')) == errno.ENOENT
     # snapshot documents are read-only but description; revert is write-only
-    assert err_of(open, os.path.join(vm.snaps, 'one', 'info.json'), 'w') == errno.EACCES
+    assert errno_of(open, os.path.join(vm.snaps, 'one', 'info.json'), 'w') == errno.EACCES
     assert oct(os.stat(os.path.join(vm.snaps, 'one', 'revert')).st_mode & 0o777) == '0o200'
 
 
@@ -331,7 +317,7 @@ def test_enospc_leaves_no_lock_and_no_snapshot(tiny_pool, vms, bed):
     vm = vms('snap-tiny', pool=tiny_pool)
     assert vm.act('start') == 0
     # 64 MiB of memory cannot fit in a 16 MiB pool: refused before anything is made
-    assert err_of(os.mkdir, os.path.join(vm.snaps, 'big')) == errno.ENOSPC
+    assert errno_of(os.mkdir, os.path.join(vm.snaps, 'big')) == errno.ENOSPC
     le = read(os.path.join(vm.dir, 'last_error'))
     assert 'ENOSPC' in le and 'storage pool tiny' in le and 'MiB free' in le, le
     assert vm.snapshots() == [] and vm.virsh_snaps() == []
@@ -345,10 +331,10 @@ def test_enospc_leaves_no_lock_and_no_snapshot(tiny_pool, vms, bed):
 def test_failed_snapshot_leaves_nothing(vms):
     vm = vms('snap-raw', fmt='raw', size=1 * MIB)
     # internal snapshots need qcow2: libvirt refuses, EIO with libvirt's message
-    assert err_of(os.mkdir, os.path.join(vm.snaps, 'x')) == errno.EIO
+    assert errno_of(os.mkdir, os.path.join(vm.snaps, 'x')) == errno.EIO
     assert 'raw' in read(os.path.join(vm.dir, 'last_error'))
     assert vm.snapshots() == [] and vm.virsh_snaps() == []
     assert vm.act('start') == 0           # no lock left behind
-    assert err_of(os.mkdir, os.path.join(vm.snaps, 'y')) == errno.EIO
+    assert errno_of(os.mkdir, os.path.join(vm.snaps, 'y')) == errno.EIO
     assert vm.virsh_snaps() == []
     assert vm.act('stop') == 0

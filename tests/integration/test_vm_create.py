@@ -6,7 +6,7 @@ import re
 import stat
 import xml.etree.ElementTree as ET
 
-from conftest import read, wait_for
+from conftest import read
 from hxvm import (config, disk, domain_names, errno_of, new_vm, put_config, remove_vm, uniq,
                   vm_dir, vms_dir, vol_names, write_ctl)
 
