@@ -1,4 +1,5 @@
-/* Internal to the backend: the pool cache a node's thread keeps (see hx_pools.h). */
+/* Internal to the backend: the pool cache a node's thread keeps (see hx_pools.h; the functions
+ * are in backend/pools_cache.c). */
 #pragma once
 
 #include "hx_cluster.h"

@@ -6,6 +6,14 @@
  * (volume label "cidata") from them, uploads it into the node's pool "default" as the volume
  * "<vm>-cidata.iso" and makes sure the domain has a cdrom showing it; when every file is empty
  * the cdrom and the volume go away at the next start.
+ *
+ * Owns: the HX_CI_NS and HX_CI_ISO_NS metadata elements of a domain, the cdrom and the volume
+ * "<vm>-cidata.iso" it makes. Callers: the tree reads the files (hx_ci_read, hx_ci_is_file: pure
+ * functions of an XML text, any thread); vmops stores them and prepares a start (hx_ci_store,
+ * hx_ci_prepare) with a connection and the VM's operation lock held. The module takes no lock
+ * of its own. Files: backend/cloudinit_docs.c (the documents), cloudinit_cdrom.c (the domain
+ * XML edit), cloudinit_iso.c (the image), cloudinit_volume.c (its volume), cloudinit_prepare.c
+ * (at start); shared declarations in backend/cloudinit_priv.h.
  */
 #pragma once
 

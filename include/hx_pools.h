@@ -1,8 +1,16 @@
-/* Storage pools and volumes of a node (backend/pools.c).
+/* Storage pools and volumes of a node.
  *
  * Pools have libvirt events (lifecycle, refresh): the node's thread keeps a cache of their
  * names, UUIDs and states, and every event stamps the pool with a new version. Volumes have no
  * events: listings and facts are read live through the node's thread (hx_cluster_node_exec).
+ *
+ * Owns: the node's pool cache (hx_pool_cache in backend/pools.h, kept by the node's thread,
+ * read and written under the node's lock) and the pool and volume documents. Callers: worker
+ * threads holding a connection (hx_pool_space, hx_pool_backing: no lock taken), the tree from
+ * FUSE workers (hx_cluster_*: they take the node's lock briefly, never across a libvirt call,
+ * and run libvirt reads on the node's thread). Files: backend/pools_cache.c (cache and events),
+ * pools_backing.c (backing filesystem, space), pools_query.c (pool names, versions, status),
+ * pools_volumes.c (volume reads); shared declarations in backend/pools_priv.h.
  */
 #pragma once
 
