@@ -1,15 +1,20 @@
-/* Helpers of backend/vmops.c shared with the other modules that change VMs (clones). */
+/* The vmops module's own declarations, shared between its files (backend/vmops_*.c), and the
+ * helpers it lends to the other backend modules that change VMs (snapshots, clones).
+ *
+ * Locking: hx_vmctx_open takes the VM's operation lock (hx_vm_trylock, hx_vmops.h) and
+ * hx_vmctx_clear releases it; the lock table's mutex is held only inside those two calls, never
+ * across a libvirt call. No helper here takes any other lock.
+ */
 #pragma once
 
+#include "hx_vmops.h"
 #include "node.h"
 
 #include <jansson.h>
 #include <libxml/tree.h>
+#include <string.h>
 
-/* Volumes Horcrux created for a VM, remembered in the domain's own metadata so that rmdir
- * deletes exactly those and never a disk someone attached by hand. */
-#define HX_VOLS_NS "https://horcrux.dev/xmlns/volumes/1"
-#define HX_VOLS_PREFIX "hxvol"
+/* ---- for the modules that change VMs (vmops, snapshots, clones) ---- */
 
 /* What a change to one VM holds while it runs: the node, a connection reference, the domain
  * handle, the cached view, and the VM's operation lock (uuid, released by hx_vmctx_clear). */
@@ -44,3 +49,36 @@ void hx_volumes_delete(virConnectPtr conn, json_t *vols, const char *vm);
 char *hx_volumes_record(const char *xml, json_t *vols);
 /* Whether a config.json document says "template": true. */
 int hx_vm_is_template(const char *config_json);
+
+/* An XML document parsed from xml (what names it in libxml2's errors), without network access
+ * or error output; NULL when xml is NULL or not well-formed. */
+xmlDocPtr hx_vm_xml_read(const char *xml, const char *what);
+/* A new document whose root element is root_name with one child <name>name</name>; *root is
+ * set to that root. NULL when out of memory. */
+xmlDocPtr hx_vm_xml_new(const char *root_name, const char *name, xmlNodePtr *root);
+/* The <metadata> element of a domain's root element, added when it has none. */
+xmlNodePtr hx_vm_xml_metadata(xmlNodePtr root);
+/* Parses a JSON document that must be an object (duplicate keys refused) into *out: 0, or
+ * -EINVAL with *msg "<what> <vm>: line L column C: ..." or "<what> <vm>: <not_object>". */
+int hx_vm_json_object(const char *doc, size_t len, const char *what, const char *vm,
+                      const char *not_object, json_t **out, char **msg);
+/* The node on which a VM of that name exists, copied into node_out; NULL when none has one. */
+const char *hx_vm_name_taken(hx_cluster *cl, const char *name, char *node_out, size_t size);
+
+/* ---- between the files of vmops only ---- */
+
+#define hx_vm_autoctx __attribute__((cleanup(hx_vmctx_clear)))
+
+/* Whether a and b are both set and equal. */
+static inline int hx_vm_streq(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+/* Creates the volumes of vols; on failure deletes those it made and returns -errno. */
+int hx_volumes_create(virConnectPtr conn, json_t *vols, const char *vm, char **msg);
+/* The volumes recorded in a domain XML's Horcrux volume metadata, as a JSON array. */
+json_t *hx_volumes_recorded(const char *xml);
+/* The name of a VM on the node whose disks hang on the template's, into out; 0 when none. */
+int hx_vm_linked_clone(hx_cluster *cl, const char *node, const hx_vm_view *tmpl, char *out,
+                       size_t size);

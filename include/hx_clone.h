@@ -1,6 +1,11 @@
 /* Clones of VMs, as jobs (hx_jobs.h): full copies of every disk through libvirt's storage volume
  * streams (same node or across nodes), or linked clones of a template over qcow2 backing files.
- * See docs/tree.md, /nodes/{node}/vms/{vm}/clone.
+ * See docs/tree.md, /nodes/{node}/vms/{vm}/clone. The module is backend/clone_*.c.
+ *
+ * Callers: the daemon's start (hx_clone_init), the tree (hx_clone_start), VM creation
+ * (hx_clone_name_busy). Locking: hx_clone_start takes the source VM's operation lock
+ * (hx_vm_trylock) and reserves the clone's name; both are held until the job ends, so other
+ * operations on the source fail with EBUSY meanwhile.
  */
 #pragma once
 

@@ -1,4 +1,6 @@
-/* Actions on VMs: lifecycle words, config.json commits, create and delete.
+/* Actions on VMs: lifecycle words, config.json and cloud-init commits, create and delete
+ * (backend/vmops_*.c). The tree (fs/tree.c) calls them; the backend modules that change VMs
+ * (snapshots, clones) take the same per-VM operation lock through hx_vm_trylock.
  *
  * Each call runs on the caller's thread with a reference to the node's libvirt connection, holds
  * the VM's operation lock for its whole duration (a second operation on the same VM fails at once
