@@ -5,7 +5,7 @@
  * default implementation and run it here; callbacks must therefore be quick and never call
  * back into libvirt synchronously (they queue work for the node threads).
  */
-#include "hx_cluster.h"
+#include "hx_evloop.h"
 #include "hx_log.h"
 
 #include <libvirt/libvirt.h>

@@ -1,13 +1,25 @@
-/* The backend's view of the cluster: nodes, their libvirt connections and the VMs on them.
+/* The backend's view of the cluster: nodes, their libvirt connections and the VMs on them
+ * (backend/cluster.c, backend/cluster_read.c; the nodes themselves are backend/node*.c,
+ * include/hx_node.h).
  *
  * Each node has one thread that owns its libvirt connection (connect, keepalive, reconnect with
  * backoff, event-driven refresh of its VM cache). Readers never touch libvirt directly: they copy
  * out of the node's cache under its lock, or, for live counters, hand a call to the node's thread
  * and wait a bounded time. A slow or dead node therefore never blocks readers of another node.
+ *
+ * Owns: the set of nodes (kept in line with the configuration), the cluster-wide version
+ * counter, and the change listener. Who calls: the tree and the front ends (fs/), and the
+ * backend modules that act on VMs, pools and snapshots.
+ *
+ * Locking: the cluster's lock guards its node set only, and is taken before a node's lock,
+ * never after. Every call here may be made from any thread with no lock held; views are copies
+ * the caller frees (hx_*_view_clear). Change listeners run on backend threads with no lock held
+ * and must not block.
  */
 #pragma once
 
 #include "hx_conf.h"
+#include "hx_evloop.h"
 
 #include <jansson.h>
 #include <stddef.h>
@@ -122,7 +134,3 @@ typedef struct hx_cluster_counts {
     unsigned nodes, online, offline, connecting, vms, running;
 } hx_cluster_counts;
 void hx_cluster_counts_get(hx_cluster *cl, hx_cluster_counts *c);
-
-/* Starts libvirt's event loop thread; call once before hx_cluster_new. */
-int hx_evloop_start(void);
-void hx_evloop_stop(void);
