@@ -25,16 +25,6 @@ void hx_ci_set_clear(hx_ci_set *s)
     memset(s, 0, sizeof(*s));
 }
 
-int hx_ci_fail(char **msg, int err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (msg && vasprintf(msg, fmt, ap) < 0)
-        *msg = NULL;
-    va_end(ap);
-    return err;
-}
-
 static int hx_ci_index(const char *name)
 {
     for (int i = 0; hx_ci_files[i]; i++)
@@ -181,24 +171,24 @@ int hx_ci_store(virDomainPtr dom, const char *vm, const char *file, const char *
 {
     int i = hx_ci_index(file);
     if (i < 0)
-        return hx_ci_fail(msg, -EINVAL, "VM %s: no cloud-init file %s", vm, file);
+        return hx_fail(msg, -EINVAL, "VM %s: no cloud-init file %s", vm, file);
     if (len > HX_CI_MAX_BYTES)
-        return hx_ci_fail(msg, -EFBIG, "cloudinit/%s of VM %s: %zu bytes, at most %d", file, vm,
-                          len, HX_CI_MAX_BYTES);
+        return hx_fail(msg, -EFBIG, "cloudinit/%s of VM %s: %zu bytes, at most %d", file, vm, len,
+                       HX_CI_MAX_BYTES);
     /* The current element from libvirt, not the cache: the other two files are kept as they are. */
     hx_autofree char *cur =
         virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, HX_CI_NS, VIR_DOMAIN_AFFECT_CONFIG);
     if (!cur && virGetLastErrorCode() != VIR_ERR_NO_DOMAIN_METADATA)
-        return hx_ci_fail(msg, -EIO, "VM %s: cannot read its cloud-init metadata: %s", vm,
-                          virGetLastErrorMessage());
+        return hx_fail(msg, -EIO, "VM %s: cannot read its cloud-init metadata: %s", vm,
+                       virGetLastErrorMessage());
     hx_ci_autoset hx_ci_set s = {0};
     hx_autoxml xmlDocPtr cd = hx_ci_parse(cur);
     if (hx_ci_from_element(cd ? xmlDocGetRootElement(cd) : NULL, &s) < 0)
-        return hx_ci_fail(msg, -ENOMEM, "VM %s: out of memory", vm);
+        return hx_fail(msg, -ENOMEM, "VM %s: out of memory", vm);
     free(s.data[i]);
     s.data[i] = malloc(len + 1);
     if (!s.data[i])
-        return hx_ci_fail(msg, -ENOMEM, "VM %s: out of memory", vm);
+        return hx_fail(msg, -ENOMEM, "VM %s: out of memory", vm);
     memcpy(s.data[i], data, len);
     s.data[i][len] = '\0';
     s.len[i] = len;
@@ -206,7 +196,7 @@ int hx_ci_store(virDomainPtr dom, const char *vm, const char *file, const char *
     hx_autoxml xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
     xmlNodePtr root = doc ? xmlNewNode(NULL, BAD_CAST "cloudinit") : NULL;
     if (!root)
-        return hx_ci_fail(msg, -ENOMEM, "VM %s: out of memory", vm);
+        return hx_fail(msg, -ENOMEM, "VM %s: out of memory", vm);
     xmlDocSetRootElement(doc, root);
     int any = 0;
     for (int j = 0; j < HX_CI_N; j++) {
@@ -214,7 +204,7 @@ int hx_ci_store(virDomainPtr dom, const char *vm, const char *file, const char *
             continue;
         hx_autofree char *b = hx_ci_b64_encode(s.data[j], s.len[j]);
         if (!b || !xmlNewTextChild(root, NULL, BAD_CAST hx_ci_files[j], BAD_CAST b))
-            return hx_ci_fail(msg, -ENOMEM, "VM %s: out of memory", vm);
+            return hx_fail(msg, -ENOMEM, "VM %s: out of memory", vm);
         any = 1;
     }
     xmlChar *mem = NULL;
@@ -224,15 +214,15 @@ int hx_ci_store(virDomainPtr dom, const char *vm, const char *file, const char *
             mem = xmlStrdup(xmlBufferContent(buf));
         xmlBufferFree(buf);
         if (!mem)
-            return hx_ci_fail(msg, -ENOMEM, "VM %s: out of memory", vm);
+            return hx_fail(msg, -ENOMEM, "VM %s: out of memory", vm);
     }
     hx_autoxmlstr xmlChar *el = mem;
     /* A NULL element removes ours: a VM with no cloud-init data has no trace of it. Only the
      * persistent definition changes; a running VM sees the data at its next start. */
     if (virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, (const char *)el,
                              el ? HX_CI_PREFIX : NULL, HX_CI_NS, VIR_DOMAIN_AFFECT_CONFIG) < 0)
-        return hx_ci_fail(msg, -EIO, "VM %s: cannot store cloudinit/%s: %s", vm, file,
-                          virGetLastErrorMessage());
+        return hx_fail(msg, -EIO, "VM %s: cannot store cloudinit/%s: %s", vm, file,
+                       virGetLastErrorMessage());
     hx_info("VM %s: cloudinit/%s %s (%zu bytes)", vm, file, len ? "set" : "cleared", len);
     return 0;
 }

@@ -18,17 +18,17 @@ int hx_ci_prepare(virConnectPtr conn, virDomainPtr dom, const char *vm, char **m
     hx_autofree char *xml =
         virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE);
     if (!xml)
-        return hx_ci_fail(msg, -EIO, "VM %s: cannot read its configuration: %s", vm,
-                          virGetLastErrorMessage());
+        return hx_fail(msg, -EIO, "VM %s: cannot read its configuration: %s", vm,
+                       virGetLastErrorMessage());
     hx_autoxml xmlDocPtr doc = hx_ci_parse(xml);
     if (!doc)
-        return hx_ci_fail(msg, -EIO, "VM %s: cannot parse its configuration", vm);
+        return hx_fail(msg, -EIO, "VM %s: cannot parse its configuration", vm);
     hx_autofree char *vol = NULL;
     if (asprintf(&vol, "%s-cidata.iso", virDomainGetName(dom)) < 0)
-        return hx_ci_fail(msg, -ENOMEM, "VM %s: out of memory", vm);
+        return hx_fail(msg, -ENOMEM, "VM %s: out of memory", vm);
     hx_ci_autoset hx_ci_set s = {0};
     if (hx_ci_from_xml(xml, &s) < 0)
-        return hx_ci_fail(msg, -ENOMEM, "VM %s: out of memory", vm);
+        return hx_fail(msg, -ENOMEM, "VM %s: out of memory", vm);
     __attribute__((cleanup(hx_ci_state_clear))) hx_ci_state st;
     hx_ci_state_read(doc, vol, &st);
     int have = s.len[HX_CI_USER] || s.len[HX_CI_META] || s.len[HX_CI_NET];
@@ -41,8 +41,8 @@ int hx_ci_prepare(virConnectPtr conn, virDomainPtr dom, const char *vm, char **m
         hx_autofree char *nx = hx_ci_edit(doc, vol, NULL, 0, &why);
         hx_autodom virDomainPtr nd = nx ? virDomainDefineXML(conn, nx) : NULL;
         if (!nd)
-            return hx_ci_fail(msg, -EIO, "VM %s: cannot detach its cloud-init cdrom: %s", vm,
-                              nx ? virGetLastErrorMessage() : why);
+            return hx_fail(msg, -EIO, "VM %s: cannot detach its cloud-init cdrom: %s", vm,
+                           nx ? virGetLastErrorMessage() : why);
         hx_info("VM %s: cloud-init cdrom detached", vm);
         hx_autopool virStoragePoolPtr pool = virStoragePoolLookupByName(conn, HX_CI_POOL);
         if (st.vol_recorded)
@@ -59,47 +59,47 @@ int hx_ci_prepare(virConnectPtr conn, virDomainPtr dom, const char *vm, char **m
             asprintf(&s.data[HX_CI_META], "instance-id: %s\nlocal-hostname: %s\n", uuid,
                      virDomainGetName(dom)) < 0) {
             s.data[HX_CI_META] = NULL;
-            return hx_ci_fail(msg, -EIO, "VM %s: cannot make its meta-data", vm);
+            return hx_fail(msg, -EIO, "VM %s: cannot make its meta-data", vm);
         }
         s.len[HX_CI_META] = strlen(s.data[HX_CI_META]);
     }
     char hash[65] = "";
     if (hx_ci_hash(&s, hash) < 0)
-        return hx_ci_fail(msg, -EIO, "VM %s: cannot hash its cloud-init data", vm);
+        return hx_fail(msg, -EIO, "VM %s: cannot hash its cloud-init data", vm);
     hx_autopool virStoragePoolPtr pool = virStoragePoolLookupByName(conn, HX_CI_POOL);
     if (!pool)
-        return hx_ci_fail(msg, -EIO, "VM %s: cloud-init needs the storage pool %s: %s", vm,
-                          HX_CI_POOL, virGetLastErrorMessage());
+        return hx_fail(msg, -EIO, "VM %s: cloud-init needs the storage pool %s: %s", vm, HX_CI_POOL,
+                       virGetLastErrorMessage());
     /* A pool can miss a file someone removed behind libvirt's back: look again. */
     virStoragePoolRefresh(pool, 0);
     hx_autovol virStorageVolPtr old = virStorageVolLookupByName(pool, vol);
     if (st.recorded && st.cdrom && st.vol_recorded && old && st.hash && !strcmp(st.hash, hash))
         return 0; /* built at an earlier start from the same data */
     if (old && !st.vol_recorded)
-        return hx_ci_fail(msg, -EEXIST,
-                          "VM %s: volume %s/%s exists and was not made by Horcrux for this VM", vm,
-                          HX_CI_POOL, vol);
+        return hx_fail(msg, -EEXIST,
+                       "VM %s: volume %s/%s exists and was not made by Horcrux for this VM", vm,
+                       HX_CI_POOL, vol);
 
     hx_ci_autotmp hx_ci_tmp tmp = {0};
     hx_autofree char *iso = NULL;
     size_t iso_len = 0;
     if (hx_ci_build(&s, &tmp, &iso, &iso_len, &why) < 0)
-        return hx_ci_fail(msg, -EIO, "VM %s: cannot build its cloud-init ISO: %s", vm,
-                          why ? why : "unknown error");
+        return hx_fail(msg, -EIO, "VM %s: cannot build its cloud-init ISO: %s", vm,
+                       why ? why : "unknown error");
     hx_autofree char *nx = hx_ci_edit(doc, vol, hash, 1, &why);
     if (!nx)
-        return hx_ci_fail(msg, -EIO, "VM %s: cannot attach its cloud-init ISO: %s", vm,
-                          why ? why : "unknown error");
+        return hx_fail(msg, -EIO, "VM %s: cannot attach its cloud-init ISO: %s", vm,
+                       why ? why : "unknown error");
     /* The image is replaced whole: libvirt volumes cannot be renamed, and the size may change. */
     if (old && virStorageVolDelete(old, 0) < 0)
-        return hx_ci_fail(msg, -EIO, "VM %s: cannot replace volume %s/%s: %s", vm, HX_CI_POOL, vol,
-                          virGetLastErrorMessage());
+        return hx_fail(msg, -EIO, "VM %s: cannot replace volume %s/%s: %s", vm, HX_CI_POOL, vol,
+                       virGetLastErrorMessage());
     if (hx_ci_upload(conn, pool, vol, iso, iso_len, &why) < 0)
-        return hx_ci_fail(msg, -EIO, "VM %s: %s", vm, why ? why : "cannot upload its ISO");
+        return hx_fail(msg, -EIO, "VM %s: %s", vm, why ? why : "cannot upload its ISO");
     hx_autodom virDomainPtr nd = virDomainDefineXML(conn, nx);
     if (!nd) {
-        int r = hx_ci_fail(msg, -EIO, "VM %s: cannot attach its cloud-init ISO: %s", vm,
-                           virGetLastErrorMessage());
+        int r = hx_fail(msg, -EIO, "VM %s: cannot attach its cloud-init ISO: %s", vm,
+                        virGetLastErrorMessage());
         hx_ci_volume_delete(pool, vm, vol);
         return r;
     }

@@ -25,7 +25,6 @@ void hx_ci_set_clear(hx_ci_set *s);
 #define hx_ci_autoset __attribute__((cleanup(hx_ci_set_clear)))
 
 /* Sets *msg to the formatted sentence (when msg is not NULL) and returns err. */
-int hx_ci_fail(char **msg, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* A domain XML parsed (NULL for NULL or text that does not parse). */
 xmlDocPtr hx_ci_parse(const char *xml);

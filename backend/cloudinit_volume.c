@@ -2,6 +2,7 @@
  * stream, or deleted. */
 #include "auto.h"
 #include "cloudinit_priv.h"
+#include "vmops_priv.h"
 #include "hx_log.h"
 #include "hx_util.h"
 
@@ -80,9 +81,5 @@ void hx_ci_volume_delete(virStoragePoolPtr pool, const char *vm, const char *nam
     hx_autovol virStorageVolPtr v = pool ? virStorageVolLookupByName(pool, name) : NULL;
     if (!v)
         return;
-    if (virStorageVolDelete(v, 0) < 0)
-        hx_warn("VM %s: cannot delete volume %s/%s: %s", vm, HX_CI_POOL, name,
-                virGetLastErrorMessage());
-    else
-        hx_info("VM %s: deleted volume %s/%s", vm, HX_CI_POOL, name);
+    hx_vm_volume_delete(v, vm, HX_CI_POOL, name, HX_LOG_WARN);
 }

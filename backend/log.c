@@ -132,3 +132,13 @@ int hx_strlcpy(char *dst, const char *src, size_t size)
     memcpy(dst, src, n + 1);
     return 0;
 }
+
+int hx_fail(char **msg, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (msg && vasprintf(msg, fmt, ap) < 0)
+        *msg = NULL;
+    va_end(ap);
+    return err;
+}

@@ -19,15 +19,9 @@ void hx_dom_clear(hx_dom *d)
     d->dom = NULL;
 }
 
-static void hx_node_emit(hx_node *n, hx_change_kind kind, const char *vm, const char *uuid,
-                         int appeared, int vanished)
+void hx_node_emit(hx_node *n, hx_change c)
 {
-    hx_change c = {.kind = kind,
-                   .node = n->name,
-                   .vm_name = vm,
-                   .vm_uuid = uuid,
-                   .appeared = appeared,
-                   .vanished = vanished};
+    c.node = n->name;
     hx_cluster_emit(n->cl, &c);
 }
 
@@ -138,17 +132,17 @@ void hx_node_store_dom(hx_node *n, hx_dom *d, uint64_t read_stamp)
     hx_strlcpy(uuid, d->v.uuid, sizeof(uuid));
     pthread_mutex_unlock(&n->lock);
     if (old_name[0])
-        hx_node_emit(n, HX_CHANGE_VM, old_name, uuid, 0, 1);
+        hx_node_emit(
+            n,
+            (hx_change){.kind = HX_CHANGE_VM, .vm_name = old_name, .vm_uuid = uuid, .vanished = 1});
     if (changed) {
-        hx_change c = {.kind = HX_CHANGE_VM,
-                       .node = n->name,
-                       .vm_name = name,
-                       .vm_uuid = uuid,
-                       .appeared = appeared || old_name[0],
-                       .state = state,
-                       .state_changed = state_changed,
-                       .config_changed = config_changed && !appeared};
-        hx_cluster_emit(n->cl, &c);
+        hx_node_emit(n, (hx_change){.kind = HX_CHANGE_VM,
+                                    .vm_name = name,
+                                    .vm_uuid = uuid,
+                                    .appeared = appeared || old_name[0],
+                                    .state = state,
+                                    .state_changed = state_changed,
+                                    .config_changed = config_changed && !appeared});
     }
 }
 
@@ -165,7 +159,8 @@ void hx_node_forget_uuid(hx_node *n, const char *uuid)
     }
     pthread_mutex_unlock(&n->lock);
     if (name[0])
-        hx_node_emit(n, HX_CHANGE_VM, name, uuid, 0, 1);
+        hx_node_emit(
+            n, (hx_change){.kind = HX_CHANGE_VM, .vm_name = name, .vm_uuid = uuid, .vanished = 1});
 }
 
 void hx_node_note_state(hx_node *n, const char *uuid, int state, int reason)

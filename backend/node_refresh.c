@@ -106,12 +106,14 @@ static int hx_uuid_cmp(const void *a, const void *b)
 void hx_node_refresh_all(hx_node *n)
 {
     virDomainPtr *doms = NULL;
+    /* Stamped before libvirt is asked: a state our own action notes from here on is newer than
+     * what this load reads (hx_node_store_dom keeps it). */
+    uint64_t read_stamp = hx_cluster_version(n->cl);
     int nd = virConnectListAllDomains(n->conn, &doms, 0);
     if (nd < 0) {
         hx_err("node %s: cannot list domains: %s", n->name, virGetLastErrorMessage());
         return;
     }
-    uint64_t read_stamp = hx_cluster_version(n->cl);
     char(*seen)[HX_UUID_LEN] = calloc((size_t)nd + 1, HX_UUID_LEN);
     /* A node with thousands of domains takes a while to load: a stop (the daemon exits) ends
      * the load early, and then nothing is forgotten. */

@@ -48,19 +48,6 @@ static ssize_t hx_pools_find_uuid(const hx_pool_cache *pc, const char *uuid)
     return -1;
 }
 
-static void hx_pools_emit(hx_node *n, const char *pool, const char *state, int appeared,
-                          int vanished, int state_changed)
-{
-    hx_change c = {.kind = HX_CHANGE_POOL,
-                   .node = n->name,
-                   .pool = pool,
-                   .state = state,
-                   .appeared = appeared,
-                   .vanished = vanished,
-                   .state_changed = state_changed};
-    hx_cluster_emit(n->cl, &c);
-}
-
 static void hx_pools_forget(hx_node *n, const char *uuid)
 {
     char name[HX_POOL_NAME_MAX] = "";
@@ -76,7 +63,7 @@ static void hx_pools_forget(hx_node *n, const char *uuid)
     }
     pthread_mutex_unlock(&n->lock);
     if (name[0])
-        hx_pools_emit(n, name, NULL, 0, 1, 0);
+        hx_node_emit(n, (hx_change){.kind = HX_CHANGE_POOL, .pool = name, .vanished = 1});
 }
 
 /* Stores e; with force, stamps a new version even when nothing we keep changed (a refresh
@@ -125,7 +112,11 @@ static void hx_pools_store(hx_node *n, const hx_pool_entry *e, int force)
     }
     pthread_mutex_unlock(&n->lock);
     if (changed)
-        hx_pools_emit(n, e->name, hx_pool_state_str(e->state), appeared, 0, state_changed);
+        hx_node_emit(n, (hx_change){.kind = HX_CHANGE_POOL,
+                                    .pool = e->name,
+                                    .state = hx_pool_state_str(e->state),
+                                    .appeared = appeared,
+                                    .state_changed = state_changed});
 }
 
 /* Reads what the cache keeps of pool p. -1 when libvirt failed (logged). */
@@ -197,26 +188,21 @@ void hx_pools_refresh_all(hx_node *n)
 
 /* ---- libvirt callbacks: on libvirt's event loop thread, they only queue work ---- */
 
-static void hx_pools_changed(hx_node *n, virStoragePoolPtr p)
+/* A pool changed (refreshed, or any lifecycle event): the node's thread reads it again. */
+static void hx_pools_on_refresh(virConnectPtr c, virStoragePoolPtr p, void *opaque)
 {
+    (void)c;
     char uuid[VIR_UUID_STRING_BUFLEN];
     if (virStoragePoolGetUUIDString(p, uuid) == 0)
-        hx_node_enqueue_work(n, HX_REQ_POOL, uuid);
+        hx_node_enqueue_work(opaque, HX_REQ_POOL, uuid);
 }
 
 static void hx_pools_on_lifecycle(virConnectPtr c, virStoragePoolPtr p, int event, int detail,
                                   void *opaque)
 {
-    (void)c;
     hx_debug("node %s: pool %s lifecycle event %d/%d", ((hx_node *)opaque)->name,
              virStoragePoolGetName(p), event, detail);
-    hx_pools_changed(opaque, p);
-}
-
-static void hx_pools_on_refresh(virConnectPtr c, virStoragePoolPtr p, void *opaque)
-{
-    (void)c;
-    hx_pools_changed(opaque, p);
+    hx_pools_on_refresh(c, p, opaque);
 }
 
 void hx_pools_subscribe(hx_node *n)

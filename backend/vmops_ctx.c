@@ -13,17 +13,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Sets *msg to a formatted sentence and returns err (negative errno). */
-int hx_fail(char **msg, int err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (msg && vasprintf(msg, fmt, ap) < 0)
-        *msg = NULL;
-    va_end(ap);
-    return err;
-}
-
 /* The errno for libvirt's last error. */
 int hx_virt_errno(void)
 {

@@ -8,6 +8,8 @@
 #pragma once
 
 #include "hx_vmops.h"
+#include "hx_util.h"
+#include "hx_log.h"
 #include "node.h"
 
 #include <jansson.h>
@@ -32,7 +34,6 @@ int hx_vmctx_open(hx_cluster *cl, const char *node, const char *vm, const char *
 void hx_vmctx_clear(hx_vmctx *c);
 
 /* Sets *msg to a formatted sentence and returns err (negative errno). */
-int hx_fail(char **msg, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The errno for libvirt's last error. */
 int hx_virt_errno(void);
 /* Brings the node's cache up to date for this VM before the caller returns. */
@@ -45,6 +46,9 @@ char *hx_volume_xml(const char *name, unsigned long long bytes, const char *form
                     const char *backing, const char *backing_format);
 /* Deletes the volumes of vols ([{"pool","name"}]); a volume already gone is fine. */
 void hx_volumes_delete(virConnectPtr conn, json_t *vols, const char *vm);
+/* Deletes one volume of VM vm (pool/name name it in the log); a failure is logged at fail_level. */
+void hx_vm_volume_delete(virStorageVolPtr vol, const char *vm, const char *pool, const char *name,
+                         hx_log_level fail_level);
 /* Adds vols to the Horcrux volume metadata of a domain XML; the new XML or NULL. */
 char *hx_volumes_record(const char *xml, json_t *vols);
 /* Whether a config.json document says "template": true. */

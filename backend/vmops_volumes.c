@@ -41,6 +41,16 @@ char *hx_volume_xml(const char *name, unsigned long long bytes, const char *form
     return hx_xml_dump(doc, root);
 }
 
+void hx_vm_volume_delete(virStorageVolPtr vol, const char *vm, const char *pool, const char *name,
+                         hx_log_level fail_level)
+{
+    if (virStorageVolDelete(vol, 0) < 0)
+        hx_log(fail_level, "VM %s: cannot delete volume %s/%s: %s", vm, pool, name,
+               virGetLastErrorMessage());
+    else
+        hx_info("VM %s: deleted volume %s/%s", vm, pool, name);
+}
+
 void hx_volumes_delete(virConnectPtr conn, json_t *vols, const char *vm)
 {
     size_t i;
@@ -58,11 +68,7 @@ void hx_volumes_delete(virConnectPtr conn, json_t *vols, const char *vm)
                         virGetLastErrorMessage());
             continue;
         }
-        if (virStorageVolDelete(vol, 0) < 0)
-            hx_err("VM %s: cannot delete volume %s/%s: %s", vm, pool, name,
-                   virGetLastErrorMessage());
-        else
-            hx_info("VM %s: deleted volume %s/%s", vm, pool, name);
+        hx_vm_volume_delete(vol, vm, pool, name, HX_LOG_ERROR);
     }
 }
 

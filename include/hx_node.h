@@ -69,3 +69,5 @@ hx_node *hx_cluster_get(hx_cluster *cl, const char *name);
 /* For the node threads. */
 uint64_t hx_cluster_stamp(hx_cluster *cl);
 void hx_cluster_emit(hx_cluster *cl, const hx_change *c);
+/* Tells the change listeners about c as a change of node n (this sets c.node); without n->lock. */
+void hx_node_emit(hx_node *n, hx_change c);

@@ -47,3 +47,7 @@ long long hx_now_real_ns(void);
 
 /* Bounded copy that always terminates; returns -1 when truncated. */
 int hx_strlcpy(char *dst, const char *src, size_t size);
+
+/* Sets *msg (when msg is not NULL) to a formatted sentence for the caller to report, and returns
+ * err, a negative errno: `return hx_fail(msg, -EINVAL, "VM %s: ...", name);` */
+int hx_fail(char **msg, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
