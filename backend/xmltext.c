@@ -1,4 +1,4 @@
-/* Small libxml2 helpers shared by the backend modules that read libvirt's XML. */
+/* Small libxml2 helpers shared by the backend modules that read libvirt's XML (xmltext.h). */
 #include "xmltext.h"
 
 #include <libxml/xpath.h>

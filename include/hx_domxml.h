@@ -1,4 +1,15 @@
-/* hx_domxml: libvirt domain XML -> Horcrux config.json (see docs/config-json.md). */
+/* hx_domxml: libvirt domain XML <-> Horcrux config.json (schema and rules: docs/config-json.md).
+ *
+ * Owns the translation both ways and nothing else: reading (backend/domxml.c and its
+ * domxml_xpath.c, domxml_read_*.c, domxml_dump.c), writing a config.json back into the inactive
+ * XML (backend/domxml_apply.c and its section files, see backend/domxml_apply_priv.h), the XML of
+ * a new VM (domxml_new.c), one device's XML (domxml_device.c) and VM name checks
+ * (domxml_name.c). It never talks to libvirt: callers pass the XML in, and what the node has
+ * through the callbacks below.
+ *
+ * Callers: backend modules (node, vmops, clone). Locking: none; every call works on its own
+ * copies and may run in any thread at the same time as others, once the main thread has called
+ * xmlInitParser(). The callbacks are called from the calling thread. */
 #ifndef HX_DOMXML_H
 #define HX_DOMXML_H
 
