@@ -116,6 +116,16 @@ static int hx_notify_pick_pool(const hx_kind *k)
     return strstr(k->pattern, "{pool}") && !strstr(k->pattern, "{vol}");
 }
 
+/* A VM or a pool changed: its files that pick chooses and, when it appeared or vanished, its
+ * entry in its directory (kind pattern). */
+static void hx_notify_member(const hx_change *c, const hx_obj *o, int (*pick)(const hx_kind *k),
+                             const char *pattern, const char *name)
+{
+    hx_notify_kinds(o, pick);
+    if (c->appeared || c->vanished)
+        hx_notify_listing(o, pattern, name);
+}
+
 static void hx_notify_entry_cb(hx_inode *e, void *opaque)
 {
     (void)opaque;
@@ -126,9 +136,17 @@ void hx_notify_change(const hx_change *c, void *opaque)
 {
     (void)opaque;
     hx_apply_post_change(c);
+    /* Every identity the change names: an inode number only depends on those its kind's
+     * pattern holds. */
     hx_obj base = {0};
     if (c->node)
         hx_strlcpy(base.node, c->node, sizeof(base.node));
+    if (c->vm_name)
+        hx_strlcpy(base.vm, c->vm_name, sizeof(base.vm));
+    if (c->vm_uuid)
+        hx_strlcpy(base.vm_uuid, c->vm_uuid, sizeof(base.vm_uuid));
+    if (c->pool)
+        hx_strlcpy(base.sub, c->pool, sizeof(base.sub));
     /* Anything that changes also changes the counts. */
     hx_notify_kind_path("/cluster/status", &base);
     switch (c->kind) {
@@ -140,25 +158,12 @@ void hx_notify_change(const hx_change *c, void *opaque)
         /* Status, facts, and everything below a node that went offline or came back. */
         hx_inodes_foreach_node(c->node, hx_notify_entry_cb, NULL);
         break;
-    case HX_CHANGE_VM: {
-        if (c->vm_name)
-            hx_strlcpy(base.vm, c->vm_name, sizeof(base.vm));
-        if (c->vm_uuid)
-            hx_strlcpy(base.vm_uuid, c->vm_uuid, sizeof(base.vm_uuid));
-        hx_notify_kinds(&base, hx_notify_pick_vm);
-        if (c->appeared || c->vanished)
-            hx_notify_listing(&base, "/nodes/{node}/vms", c->vm_name);
+    case HX_CHANGE_VM:
+        hx_notify_member(c, &base, hx_notify_pick_vm, "/nodes/{node}/vms", c->vm_name);
         break;
-    }
-    case HX_CHANGE_POOL: {
-        hx_obj pool = base;
-        if (c->pool)
-            hx_strlcpy(pool.sub, c->pool, sizeof(pool.sub));
-        hx_notify_kinds(&pool, hx_notify_pick_pool);
-        if (c->appeared || c->vanished)
-            hx_notify_listing(&base, "/nodes/{node}/storage", c->pool);
+    case HX_CHANGE_POOL:
+        hx_notify_member(c, &base, hx_notify_pick_pool, "/nodes/{node}/storage", c->pool);
         break;
-    }
     }
 }
 
