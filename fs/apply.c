@@ -137,6 +137,17 @@ static const char *hx_op_name(hx_op op)
     }
 }
 
+/* The nearest directory (d or above) that shows a last_error: a snapshot's failures go to its
+ * VM's. */
+static void hx_apply_errdir_shown(hx_obj *d)
+{
+    while (d->kind != HX_KIND_ROOT && hx_tree_child_kind(d->kind, "last_error") < 0) {
+        hx_obj up;
+        hx_tree_parent(d, &up);
+        *d = up;
+    }
+}
+
 /* The directory whose last_error tells about a change to o. */
 static void hx_apply_errdir(hx_op op, const hx_obj *o, hx_obj *d)
 {
@@ -148,22 +159,7 @@ static void hx_apply_errdir(hx_op op, const hx_obj *o, hx_obj *d)
      * directory without a last_error of its own (a VM's cloudinit/) tells through the nearest one
      * above. */
     hx_tree_parent(o, d);
-    while (d->kind != HX_KIND_ROOT && hx_tree_child_kind(d->kind, "last_error") < 0) {
-        hx_obj up;
-        hx_tree_parent(d, &up);
-        *d = up;
-    }
-}
-
-/* The nearest directory (d or above) that shows a last_error: a snapshot's failures go to its
- * VM's. */
-static void hx_apply_errdir_shown(hx_obj *d)
-{
-    while (d->kind != HX_KIND_ROOT && hx_tree_child_kind(d->kind, "last_error") < 0) {
-        hx_obj up;
-        hx_tree_parent(d, &up);
-        *d = up;
-    }
+    hx_apply_errdir_shown(d);
 }
 
 int hx_apply(hx_op op, const hx_obj *o, const char *name, const char *data, size_t len,

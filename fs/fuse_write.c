@@ -28,11 +28,22 @@ void hx_fuse_scratch_entry(hx_scratch *s, struct fuse_entry_param *ep)
     ep->attr_timeout = HX_SCRATCH_TIMEOUT;
 }
 
-static void hx_reply_open(fuse_req_t req, hx_fh *h, struct fuse_file_info *fi)
+/* hx_apply on behalf of the caller of req. */
+static int hx_fuse_apply(fuse_req_t req, hx_op op, const hx_obj *o, const char *name,
+                         const char *data, size_t len)
 {
-    fi->fh = (uint64_t)(uintptr_t)h;
-    if (fuse_reply_open(req, fi) != 0)
-        hx_fuse_fh_free(h); /* interrupted: no release will come */
+    hx_caller who = hx_fuse_caller(req);
+    return hx_apply(op, o, name, data, len, &who);
+}
+
+/* Zeros appended to b up to len (a hole, like in a regular file). 0 or -ENOMEM. */
+static int hx_fuse_zero_fill(hx_buf *b, size_t len)
+{
+    size_t gap = len - b->len;
+    char *z = calloc(1, gap);
+    int r = z && hx_buf_append(b, z, gap) == 0 ? 0 : -ENOMEM;
+    free(z);
+    return r;
 }
 
 void hx_fuse_open_write(fuse_req_t req, hx_inode *e, const hx_obj *o, struct fuse_file_info *fi)
@@ -42,17 +53,9 @@ void hx_fuse_open_write(fuse_req_t req, hx_inode *e, const hx_obj *o, struct fus
         fuse_reply_err(req, EACCES);
         return;
     }
-    hx_fh *h = hx_fuse_fh_new(k->ctl ? HX_FH_CTL : HX_FH_WDOC, e);
-    if (!h) {
-        fuse_reply_err(req, ENOMEM);
+    hx_fh *h = hx_fuse_fh_pinned(req, k->ctl ? HX_FH_CTL : HX_FH_WDOC, e);
+    if (!h)
         return;
-    }
-    int r = hx_inode_content(e, &h->blob);
-    if (r < 0) {
-        hx_fuse_fh_free(h);
-        fuse_reply_err(req, -r);
-        return;
-    }
     if (h->kind == HX_FH_WDOC && !(fi->flags & O_TRUNC)) {
         /* Edited in place (O_RDWR, or O_WRONLY then ftruncate): starts from what it shows. */
         if (hx_buf_append(&h->wbuf, h->blob->data, h->blob->len) < 0) {
@@ -73,7 +76,7 @@ void hx_fuse_open_write(fuse_req_t req, hx_inode *e, const hx_obj *o, struct fus
         fi->nonseekable = 1;
         fi->noflush = 1; /* each write was its command: nothing waits for close */
     }
-    hx_reply_open(req, h, fi);
+    hx_fuse_reply_open(req, h, fi);
 }
 
 void hx_fuse_open_scratch(fuse_req_t req, hx_scratch *s, struct fuse_file_info *fi)
@@ -88,7 +91,7 @@ void hx_fuse_open_scratch(fuse_req_t req, hx_scratch *s, struct fuse_file_info *
     if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY)
         hx_scratch_truncate(s, 0);
     fi->direct_io = 1;
-    hx_reply_open(req, h, fi);
+    hx_fuse_reply_open(req, h, fi);
 }
 
 /* Commits a written document if it changed; returns 0 or -errno (also on later calls). */
@@ -99,8 +102,8 @@ static int hx_fuse_commit(fuse_req_t req, fuse_ino_t ino, hx_fh *h)
     if (h->dirty) {
         hx_obj o;
         hx_inode_obj(h->e, &o);
-        hx_caller who = hx_fuse_caller(req);
-        r = hx_apply(HX_OP_COMMIT, &o, NULL, h->wbuf.data ? h->wbuf.data : "", h->wbuf.len, &who);
+        r = hx_fuse_apply(req, HX_OP_COMMIT, &o, NULL, h->wbuf.data ? h->wbuf.data : "",
+                          h->wbuf.len);
         h->dirty = 0;
         h->werr = -r;
     }
@@ -123,8 +126,7 @@ void hx_fuse_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
         }
         hx_obj o;
         hx_inode_obj(h->e, &o);
-        hx_caller who = hx_fuse_caller(req);
-        r = hx_apply(HX_OP_CTL, &o, NULL, buf, size, &who);
+        r = hx_fuse_apply(req, HX_OP_CTL, &o, NULL, buf, size);
         break;
     }
     case HX_FH_WDOC:
@@ -133,13 +135,8 @@ void hx_fuse_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
             break;
         }
         pthread_mutex_lock(&h->lock);
-        if ((size_t)off > h->wbuf.len) {
-            /* A hole: zero-filled, like a regular file. */
-            size_t gap = (size_t)off - h->wbuf.len;
-            char *z = calloc(1, gap);
-            r = z && hx_buf_append(&h->wbuf, z, gap) == 0 ? 0 : -ENOMEM;
-            free(z);
-        }
+        if ((size_t)off > h->wbuf.len)
+            r = hx_fuse_zero_fill(&h->wbuf, (size_t)off);
         if (r == 0) {
             size_t end = (size_t)off + size;
             if (end > h->wbuf.len)
@@ -227,10 +224,7 @@ int hx_fuse_setattr_write(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
                 if (h->wbuf.data)
                     h->wbuf.data[h->wbuf.len] = '\0';
             } else {
-                size_t gap = (size_t)attr->st_size - h->wbuf.len;
-                char *z = calloc(1, gap);
-                r = z && hx_buf_append(&h->wbuf, z, gap) == 0 ? 0 : -ENOMEM;
-                free(z);
+                r = hx_fuse_zero_fill(&h->wbuf, (size_t)attr->st_size);
             }
             h->dirty = 1;
             h->werr = 0;
@@ -240,8 +234,7 @@ int hx_fuse_setattr_write(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
         r = 0; /* truncating a control file to 0 is how shells open it: nothing to do */
     } else if ((k->flags & HX_KF_UNLINK_CLEARS) && attr->st_size == 0) {
         /* truncate -s0 of a document that may be empty: commits the empty document. */
-        hx_caller who = hx_fuse_caller(req);
-        r = hx_apply(HX_OP_COMMIT, &o, NULL, "", 0, &who);
+        r = hx_fuse_apply(req, HX_OP_COMMIT, &o, NULL, "", 0);
     } else {
         return 0;
     }
@@ -281,8 +274,7 @@ void hx_fuse_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t 
         r = -EEXIST;
     if (r == 0 && !(hx_kinds[dir.kind].flags & HX_KF_SCRATCH)) {
         /* Only directories of writable documents hold scratch files: a refused change, audited. */
-        hx_caller who = hx_fuse_caller(req);
-        r = hx_apply(HX_OP_CREATE, &dir, name, NULL, 0, &who);
+        r = hx_fuse_apply(req, HX_OP_CREATE, &dir, name, NULL, 0);
         r = r == 0 ? -EPERM : r;
     }
     hx_scratch *s = NULL;
@@ -322,8 +314,7 @@ void hx_fuse_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (r == 0) {
         /* Removing a cloud-init file clears it (the name stays, showing an empty document);
          * other live files stay: a refused change, audited either way. */
-        hx_caller who = hx_fuse_caller(req);
-        r = hx_apply(HX_OP_UNLINK, &child, NULL, "", 0, &who);
+        r = hx_fuse_apply(req, HX_OP_UNLINK, &child, NULL, "", 0);
         if (r == 0)
             hx_notify_entry(parent, name);
     }
@@ -346,8 +337,7 @@ void hx_fuse_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_in
         /* Live files keep their names (vim then writes in place): a refused change, audited. */
         r = hx_tree_lookup(&dir, name, &child);
         if (r == 0) {
-            hx_caller who = hx_fuse_caller(req);
-            r = hx_apply(HX_OP_RENAME, &child, NULL, NULL, 0, &who);
+            r = hx_fuse_apply(req, HX_OP_RENAME, &child, NULL, NULL, 0);
             r = r == 0 ? -EPERM : r;
         }
     }
@@ -369,8 +359,7 @@ void hx_fuse_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_in
             /* The atomic, validated commit: the rename's errno is the validation's. */
             size_t len = 0;
             hx_autofree char *data = hx_scratch_data(s, &len);
-            hx_caller who = hx_fuse_caller(req);
-            r = data ? hx_apply(HX_OP_COMMIT, &child, NULL, data, len, &who) : -ENOMEM;
+            r = data ? hx_fuse_apply(req, HX_OP_COMMIT, &child, NULL, data, len) : -ENOMEM;
             if (r == 0) {
                 hx_scratch_committed(s, &child);
                 /* The kernel moves the scratch dentry to the target name; it serves the
@@ -399,20 +388,11 @@ void hx_fuse_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
     int r = hx_fuse_dir(parent, &dir);
     if (r == 0 && hx_tree_lookup(&dir, name, &child) == 0)
         r = -EEXIST;
-    if (r == 0) {
-        hx_caller who = hx_fuse_caller(req);
-        r = hx_apply(HX_OP_MKDIR, &dir, name, NULL, 0, &who);
-    }
+    if (r == 0)
+        r = hx_fuse_apply(req, HX_OP_MKDIR, &dir, name, NULL, 0);
     if (r == 0)
         r = hx_tree_lookup(&dir, name, &child);
-    hx_inode *ce = r == 0 ? hx_inodes_intern(&child) : NULL;
-    struct fuse_entry_param ep;
-    if (r == 0)
-        r = ce ? hx_fuse_entry(ce, &ep) : -ENOMEM;
-    if (r < 0)
-        fuse_reply_err(req, -r);
-    else
-        fuse_reply_entry(req, &ep);
+    hx_fuse_reply_entry(req, r, &child);
 }
 
 void hx_fuse_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -429,9 +409,7 @@ void hx_fuse_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
             r = -ENOTDIR;
         hx_scratch_unref(s);
     }
-    if (r == 0) {
-        hx_caller who = hx_fuse_caller(req);
-        r = hx_apply(HX_OP_RMDIR, &child, NULL, NULL, 0, &who);
-    }
+    if (r == 0)
+        r = hx_fuse_apply(req, HX_OP_RMDIR, &child, NULL, NULL, 0);
     fuse_reply_err(req, -r);
 }

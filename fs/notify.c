@@ -84,6 +84,48 @@ static void hx_notify_kind_path(const char *pattern, const hx_obj *base)
     hx_notify_obj(&o);
 }
 
+/* Queues every kind that pick chooses, with the identities of base. */
+static void hx_notify_kinds(const hx_obj *base, int (*pick)(const hx_kind *k))
+{
+    for (size_t k = 0; k < hx_n_kinds; k++)
+        if (pick(&hx_kinds[k])) {
+            hx_obj o = *base;
+            o.kind = (int)k;
+            hx_notify_obj(&o);
+        }
+}
+
+/* A name appeared in or vanished from the directory of kind pattern (identities from base): its
+ * attributes, and the entry itself, a cached one or a cached miss for a name that just appeared. */
+static void hx_notify_listing(const hx_obj *base, const char *pattern, const char *name)
+{
+    hx_obj d = *base;
+    d.kind = hx_tree_kind(pattern);
+    hx_notify_obj(&d);
+    hx_notify_push(0, hx_tree_ino(&d), name);
+}
+
+static int hx_notify_pick_vm(const hx_kind *k)
+{
+    return k->scope == HX_SCOPE_VM;
+}
+
+/* The pool's own files; volumes follow within a second (their documents have a TTL). */
+static int hx_notify_pick_pool(const hx_kind *k)
+{
+    return strstr(k->pattern, "{pool}") && !strstr(k->pattern, "{vol}");
+}
+
+/* A VM or a pool changed: its files that pick chooses and, when it appeared or vanished, its
+ * entry in its directory (kind pattern). */
+static void hx_notify_member(const hx_change *c, const hx_obj *o, int (*pick)(const hx_kind *k),
+                             const char *pattern, const char *name)
+{
+    hx_notify_kinds(o, pick);
+    if (c->appeared || c->vanished)
+        hx_notify_listing(o, pattern, name);
+}
+
 static void hx_notify_entry_cb(hx_inode *e, void *opaque)
 {
     (void)opaque;
@@ -94,63 +136,34 @@ void hx_notify_change(const hx_change *c, void *opaque)
 {
     (void)opaque;
     hx_apply_post_change(c);
+    /* Every identity the change names: an inode number only depends on those its kind's
+     * pattern holds. */
     hx_obj base = {0};
     if (c->node)
         hx_strlcpy(base.node, c->node, sizeof(base.node));
+    if (c->vm_name)
+        hx_strlcpy(base.vm, c->vm_name, sizeof(base.vm));
+    if (c->vm_uuid)
+        hx_strlcpy(base.vm_uuid, c->vm_uuid, sizeof(base.vm_uuid));
+    if (c->pool)
+        hx_strlcpy(base.sub, c->pool, sizeof(base.sub));
     /* Anything that changes also changes the counts. */
     hx_notify_kind_path("/cluster/status", &base);
     switch (c->kind) {
-    case HX_CHANGE_NODES: {
-        hx_obj nodes = {.kind = hx_tree_kind("/nodes")};
-        hx_notify_obj(&nodes);
-        hx_notify_push(0, hx_tree_ino(&nodes), c->node);
+    case HX_CHANGE_NODES:
+        hx_notify_listing(&base, "/nodes", c->node);
         hx_inodes_foreach_node(c->node, hx_notify_entry_cb, NULL);
         break;
-    }
     case HX_CHANGE_NODE:
         /* Status, facts, and everything below a node that went offline or came back. */
         hx_inodes_foreach_node(c->node, hx_notify_entry_cb, NULL);
         break;
-    case HX_CHANGE_VM: {
-        if (c->vm_name)
-            hx_strlcpy(base.vm, c->vm_name, sizeof(base.vm));
-        if (c->vm_uuid)
-            hx_strlcpy(base.vm_uuid, c->vm_uuid, sizeof(base.vm_uuid));
-        for (size_t k = 0; k < hx_n_kinds; k++)
-            if (hx_kinds[k].scope == HX_SCOPE_VM) {
-                hx_obj o = base;
-                o.kind = (int)k;
-                hx_notify_obj(&o);
-            }
-        if (c->appeared || c->vanished) {
-            hx_obj vms = base;
-            vms.kind = hx_tree_kind("/nodes/{node}/vms");
-            vms.vm[0] = vms.vm_uuid[0] = '\0';
-            hx_notify_obj(&vms);
-            /* Drops a cached entry, or a cached miss for a VM that just appeared. */
-            hx_notify_push(0, hx_tree_ino(&vms), c->vm_name);
-        }
+    case HX_CHANGE_VM:
+        hx_notify_member(c, &base, hx_notify_pick_vm, "/nodes/{node}/vms", c->vm_name);
         break;
-    }
-    case HX_CHANGE_POOL: {
-        hx_obj pool = base;
-        if (c->pool)
-            hx_strlcpy(pool.sub, c->pool, sizeof(pool.sub));
-        /* The pool's own files; volumes follow within a second (their documents have a TTL). */
-        for (size_t k = 0; k < hx_n_kinds; k++)
-            if (strstr(hx_kinds[k].pattern, "{pool}") && !strstr(hx_kinds[k].pattern, "{vol}")) {
-                hx_obj o = pool;
-                o.kind = (int)k;
-                hx_notify_obj(&o);
-            }
-        if (c->appeared || c->vanished) {
-            hx_obj st = base;
-            st.kind = hx_tree_kind("/nodes/{node}/storage");
-            hx_notify_obj(&st);
-            hx_notify_push(0, hx_tree_ino(&st), c->pool);
-        }
+    case HX_CHANGE_POOL:
+        hx_notify_member(c, &base, hx_notify_pick_pool, "/nodes/{node}/storage", c->pool);
         break;
-    }
     }
 }
 

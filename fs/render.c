@@ -37,6 +37,15 @@ static int hx_render_json(const json_t *doc, hx_buf *out)
     return 0;
 }
 
+/* A document the backend built (r: its result), rendered and released. */
+static int hx_render_owned(int r, json_t *doc, hx_buf *out)
+{
+    if (r >= 0)
+        r = hx_render_json(doc, out);
+    json_decref(doc);
+    return r;
+}
+
 static json_t *hx_json_str0(const char *s)
 {
     return s ? json_string(s) : json_null();
@@ -147,11 +156,9 @@ int hx_render_node_info(const hx_obj *o, hx_buf *out)
 
 int hx_render_node_metrics(const hx_obj *o, hx_buf *out)
 {
-    hx_autojson json_t *doc = NULL;
+    json_t *doc = NULL;
     int r = hx_cluster_node_stats(hx_tree_cluster(), o->node, &doc);
-    if (r < 0)
-        return r;
-    return hx_render_json(doc, out);
+    return hx_render_owned(r, doc, out);
 }
 
 int hx_render_vm_state(const hx_obj *o, hx_buf *out)
@@ -232,11 +239,9 @@ int hx_render_vm_cloudinit(const hx_obj *o, hx_buf *out)
 
 int hx_render_vm_metrics(const hx_obj *o, hx_buf *out)
 {
-    hx_autojson json_t *doc = NULL;
+    json_t *doc = NULL;
     int r = hx_cluster_vm_stats(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, &doc);
-    if (r < 0)
-        return r;
-    return hx_render_json(doc, out);
+    return hx_render_owned(r, doc, out);
 }
 
 int hx_render_last_error(const hx_obj *o, hx_buf *out)
@@ -261,27 +266,23 @@ int hx_render_audit(const hx_obj *o, hx_buf *out)
 
 int hx_render_pool_status(const hx_obj *o, hx_buf *out)
 {
-    hx_autojson json_t *doc = NULL;
+    json_t *doc = NULL;
     int r = hx_cluster_pool_status(hx_tree_cluster(), o->node, o->sub, &doc);
-    if (r < 0)
-        return r;
-    return hx_render_json(doc, out);
+    return hx_render_owned(r, doc, out);
 }
 
 int hx_render_vol_info(const hx_obj *o, hx_buf *out)
 {
-    hx_autojson json_t *doc = NULL;
+    json_t *doc = NULL;
     int r = hx_cluster_vol_info(hx_tree_cluster(), o->node, o->sub, o->item, &doc);
-    if (r < 0)
-        return r;
-    return hx_render_json(doc, out);
+    return hx_render_owned(r, doc, out);
 }
 
 int hx_render_snap_info(const hx_obj *o, hx_buf *out)
 {
-    hx_autojson json_t *doc = NULL;
+    json_t *doc = NULL;
     int r = hx_snap_info(hx_tree_cluster(), o->node, o->vm, o->vm_uuid, o->item, &doc);
-    return r < 0 ? r : hx_render_json(doc, out);
+    return hx_render_owned(r, doc, out);
 }
 
 int hx_render_snap_description(const hx_obj *o, hx_buf *out)
@@ -307,11 +308,7 @@ int hx_render_job_status(const hx_obj *o, hx_buf *out)
 {
     json_t *st = NULL;
     int r = hx_jobs_status(o->sub, &st);
-    if (r < 0)
-        return r;
-    r = hx_render_json(st, out);
-    json_decref(st);
-    return r;
+    return hx_render_owned(r, st, out);
 }
 
 int hx_render_job_log(const hx_obj *o, hx_buf *out)
@@ -326,9 +323,5 @@ int hx_render_vm_clone(const hx_obj *o, hx_buf *out)
     int r = hx_jobs_last_of("clone", o->vm_uuid, &st);
     if (r == -ENOENT)
         return 0;
-    if (r < 0)
-        return r;
-    r = hx_render_json(st, out);
-    json_decref(st);
-    return r;
+    return hx_render_owned(r, st, out);
 }

@@ -4,6 +4,15 @@
  * scope whose version it follows, and how it renders. A path resolves to an hx_obj: the kind plus
  * the identities it captured (node name, VM name and UUID). Inode numbers derive from identity
  * (a VM's UUID, not its name), so they are stable across restarts and never reused.
+ *
+ * Owns: the table (fs/tree.c), resolution and listing over it (fs/tree_lookup.c,
+ * fs/tree_list.c), the callbacks it names (fs/tree_cluster.c, tree_storage.c, tree_snapshots.c,
+ * tree_jobs.c), inode numbers (fs/ino.c), renderings (fs/render.c) and the write path
+ * (fs/apply.c). Callers: the front ends (fs/fuse*.c, fs/notify.c, fs/inodes.c, fs/main.c) and the
+ * unit tests; never the backend. Locking: hx_tree_init runs once before any other call; the
+ * table is immutable, and the tree's one lock (fs/apply.c's, over the last_error lines) is held
+ * alone, never around a backend call; the backend calls take the backend's own. Any thread may
+ * call in.
  */
 #pragma once
 
@@ -54,7 +63,7 @@ typedef int (*hx_version_fn)(const hx_obj *o, uint64_t *version, long long *chan
 typedef int (*hx_list_fn)(const hx_obj *dir, char ***names);
 typedef int (*hx_capture_fn)(hx_obj *o, const char *name);
 /* A wildcard segment whose children are cheaper to list with their identities in one call than
- * by list and a capture of each name: appends them to out (fs/tree.c). */
+ * by list and a capture of each name: appends them to out (fs/tree_list.c). */
 struct hx_tree_list;
 typedef int (*hx_list_all_fn)(const hx_obj *child, struct hx_tree_list *out, size_t *cap);
 /* A symbolic link's target (relative), into buf. */
@@ -92,7 +101,7 @@ typedef struct hx_kind {
     hx_commit_fn commit;     /* writable document: a whole new content, committed at once */
     hx_mkdir_fn mkdir;       /* directory: mkdir of a new child */
     hx_rmdir_fn rmdir;       /* directory: rmdir of this object */
-    hx_version_fn version;   /* own version instead of the scope's */
+    hx_version_fn version;   /* own version instead of the scope's, also for the kinds below */
     hx_list_fn list;         /* wildcard segments: the names */
     hx_capture_fn capture;   /* wildcard segments: one name */
     hx_list_all_fn list_all; /* wildcard segments: every child at once (instead of list) */
