@@ -128,20 +128,17 @@ int hx_node_connect(hx_node *n)
     return 0;
 }
 
+/* libvirt's reason for closing a connection, as a sentence for the node's log and status. */
 static const char *hx_close_reason_str(int reason)
 {
-    switch (reason) {
-    case VIR_CONNECT_CLOSE_REASON_ERROR:
-        return "connection error";
-    case VIR_CONNECT_CLOSE_REASON_EOF:
-        return "libvirtd closed the connection";
-    case VIR_CONNECT_CLOSE_REASON_KEEPALIVE:
-        return "libvirtd stopped answering keepalive probes";
-    case VIR_CONNECT_CLOSE_REASON_CLIENT:
-        return "closed by client";
-    default:
-        return "connection closed";
-    }
+    static const char *const reasons[] = {
+        [VIR_CONNECT_CLOSE_REASON_ERROR] = "connection error",
+        [VIR_CONNECT_CLOSE_REASON_EOF] = "libvirtd closed the connection",
+        [VIR_CONNECT_CLOSE_REASON_KEEPALIVE] = "libvirtd stopped answering keepalive probes",
+        [VIR_CONNECT_CLOSE_REASON_CLIENT] = "closed by client"};
+    return reason >= 0 && (size_t)reason < sizeof(reasons) / sizeof(reasons[0]) && reasons[reason]
+               ? reasons[reason]
+               : "connection closed";
 }
 
 static void hx_node_disconnect(hx_node *n, const char *why)

@@ -117,24 +117,14 @@ static void hx_lasterr_set(const hx_obj *d, char *line)
 
 /* ---- the wrapper ---- */
 
+/* The word for op in logs, audit records and last_error lines. */
 static const char *hx_op_name(hx_op op)
 {
-    switch (op) {
-    case HX_OP_CTL:
-        return "write";
-    case HX_OP_COMMIT:
-        return "commit";
-    case HX_OP_MKDIR:
-        return "mkdir";
-    case HX_OP_RMDIR:
-        return "rmdir";
-    case HX_OP_CREATE:
-        return "create";
-    case HX_OP_UNLINK:
-        return "unlink";
-    default:
-        return "rename";
-    }
+    static const char *const names[] = {
+        [HX_OP_CTL] = "write",    [HX_OP_COMMIT] = "commit", [HX_OP_MKDIR] = "mkdir",
+        [HX_OP_RMDIR] = "rmdir",  [HX_OP_CREATE] = "create", [HX_OP_UNLINK] = "unlink",
+        [HX_OP_RENAME] = "rename"};
+    return (size_t)op < sizeof(names) / sizeof(names[0]) ? names[op] : "change";
 }
 
 /* The nearest directory (d or above) that shows a last_error: a snapshot's failures go to its
