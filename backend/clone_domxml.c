@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The namespace of snapshot records (backend/snapshots.c). */
+/* The namespace of snapshot records (backend/snapshot_meta.c). */
 #define HX_CLONE_SNAP_NS "https://horcrux.dev/xmlns/snapshots/1"
 
 /* Removes from the document every node xpath finds from ctx's node. */

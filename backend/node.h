@@ -49,7 +49,7 @@ struct hx_node {
     size_t n_doms, cap_doms;
     hx_req *q_head, *q_tail;
     unsigned long long prev_busy_ns, prev_total_ns;
-    hx_pool_cache pools; /* backend/pools.c */
+    hx_pool_cache pools; /* backend/pools_cache.c */
 
     /* Owned by the node's thread alone. */
     virConnectPtr conn;

@@ -39,7 +39,7 @@ typedef struct hx_snap_req {
     const char *node, *vm, *snap, *desc;
 } hx_snap_req;
 
-/* libvirt's errors as errnos (vmops.c), except that a snapshot's only input is its name: what
+/* libvirt's errors as errnos (vmops_ctx.c), except that a snapshot's only input is its name: what
  * libvirt refuses in the configuration is the backend's failure (EIO), not the caller's. */
 int hx_snap_virt_errno(void);
 /* The same for a change that libvirt refused: a busy VM is an I/O error (EIO), not EBUSY

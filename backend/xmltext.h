@@ -1,6 +1,6 @@
-/* xmltext: small libxml2 helpers shared by the backend modules that read libvirt's XML (node.c,
- * pools.c). Owns no state; no locking (each call works on the document it is given, which the
- * caller must not modify meanwhile). */
+/* xmltext: small libxml2 helpers shared by the backend modules that read libvirt's XML
+ * (node_info.c, pools_*.c). Owns no state; no locking (each call works on the document it is given,
+ * which the caller must not modify meanwhile). */
 #pragma once
 
 #include <libxml/tree.h>

@@ -11,12 +11,12 @@
  * creation order and listings show the newest last.
  *
  * The module owns the jobs tables, the job threads and the undo of their types. Callers: the
- * daemon's start and stop (open, register, recover, close), job types such as backend/clone.c
- * (submit and the calls for a job's body, from the job's thread), the tree (reads, cancel).
- * Locking: one internal mutex guards the connection and the list of running jobs; it is never
- * held while a job's body, an undo function or the set_changed callback runs, so every function
- * here may be called from any thread (the calls for a job's body only on that job's thread).
- * Files: backend/jobs_db.c (store, open, close), jobs_run.c (threads, job calls, cancel),
+ * daemon's start and stop (open, register, recover, close), job types such as the clone
+ * (backend/clone_job.c) (submit and the calls for a job's body, from the job's thread), the tree
+ * (reads, cancel). Locking: one internal mutex guards the connection and the list of running jobs;
+ * it is never held while a job's body, an undo function or the set_changed callback runs, so every
+ * function here may be called from any thread (the calls for a job's body only on that job's
+ * thread). Files: backend/jobs_db.c (store, open, close), jobs_run.c (threads, job calls, cancel),
  * jobs_read.c (reads), jobs_recover.c (undo, interrupted jobs); backend/jobs_priv.h between them.
  */
 #pragma once

@@ -3,8 +3,8 @@
  * Owns libvirt's internal qcow2 snapshots of the VMs, the btrfs snapshots (reflink copies of
  * raw volumes, for VMs whose disks are all raw volumes of btrfs-backed pools) and the Horcrux
  * snapshot metadata in each domain (namespace HX_SNAP_NS: consistency records and btrfs
- * records). Callers: the tree (fs/tree.c, fs/render.c) for everything, vmops (rmdir of a VM)
- * for hx_snap_btrfs_volumes; the pure helpers at the end are unit tested.
+ * records). Callers: the tree (fs/tree/tree.c, fs/tree/render.c) for everything, vmops (rmdir of a
+ * VM) for hx_snap_btrfs_volumes; the pure helpers at the end are unit tested.
  *
  * libvirt sends no events for snapshots, so reads go to libvirt through the node's own thread
  * (hx_cluster_node_exec, bounded wait) and the names are cached per VM for at most a short time

@@ -5,14 +5,14 @@
  * the identities it captured (node name, VM name and UUID). Inode numbers derive from identity
  * (a VM's UUID, not its name), so they are stable across restarts and never reused.
  *
- * Owns: the table (fs/tree.c), resolution and listing over it (fs/tree_lookup.c,
- * fs/tree_list.c), the callbacks it names (fs/tree_cluster.c, tree_storage.c, tree_snapshots.c,
- * tree_jobs.c), inode numbers (fs/ino.c), renderings (fs/render.c) and the write path
- * (fs/apply.c). Callers: the front ends (fs/fuse*.c, fs/notify.c, fs/inodes.c, fs/main.c) and the
- * unit tests; never the backend. Locking: hx_tree_init runs once before any other call; the
- * table is immutable, and the tree's one lock (fs/apply.c's, over the last_error lines) is held
- * alone, never around a backend call; the backend calls take the backend's own. Any thread may
- * call in.
+ * Owns: the table (fs/tree/tree.c), resolution and listing over it (fs/tree/tree_lookup.c,
+ * fs/tree/tree_list.c), the callbacks it names (fs/tree/tree_cluster.c, tree_storage.c,
+ * tree_snapshots.c, tree_jobs.c), inode numbers (fs/tree/ino.c), renderings (fs/tree/render.c) and
+ * the write path (fs/tree/apply.c). Callers: the front ends (fs/fuse/fuse*.c, fs/fuse/notify.c,
+ * fs/fuse/inodes.c, fs/fuse/main.c) and the unit tests; never the backend. Locking: hx_tree_init
+ * runs once before any other call; the table is immutable, and the tree's one lock
+ * (fs/tree/apply.c's, over the last_error lines) is held alone, never around a backend call; the
+ * backend calls take the backend's own. Any thread may call in.
  */
 #pragma once
 
@@ -50,7 +50,7 @@ typedef struct hx_obj {
 } hx_obj;
 
 typedef int (*hx_render_fn)(const hx_obj *o, hx_buf *out);
-/* Writes (fs/apply.c wraps each with rights, audit, events and last_error). Each returns 0 or
+/* Writes (fs/tree/apply.c wraps each with rights, audit, events and last_error). Each returns 0 or
  * -errno with *msg a malloc'd sentence naming the object. */
 typedef int (*hx_ctl_fn)(const hx_obj *o, const char *cmd, size_t len, char **msg);
 typedef int (*hx_commit_fn)(const hx_obj *o, const char *doc, size_t len, char **msg);
@@ -63,7 +63,7 @@ typedef int (*hx_version_fn)(const hx_obj *o, uint64_t *version, long long *chan
 typedef int (*hx_list_fn)(const hx_obj *dir, char ***names);
 typedef int (*hx_capture_fn)(hx_obj *o, const char *name);
 /* A wildcard segment whose children are cheaper to list with their identities in one call than
- * by list and a capture of each name: appends them to out (fs/tree_list.c). */
+ * by list and a capture of each name: appends them to out (fs/tree/tree_list.c). */
 struct hx_tree_list;
 typedef int (*hx_list_all_fn)(const hx_obj *child, struct hx_tree_list *out, size_t *cap);
 /* A symbolic link's target (relative), into buf. */

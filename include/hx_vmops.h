@@ -1,5 +1,5 @@
 /* Actions on VMs: lifecycle words, config.json and cloud-init commits, create and delete
- * (backend/vmops_*.c). The tree (fs/tree.c) calls them; the backend modules that change VMs
+ * (backend/vmops_*.c). The tree (fs/tree/tree.c) calls them; the backend modules that change VMs
  * (snapshots, clones) take the same per-VM operation lock through hx_vm_trylock.
  *
  * Each call runs on the caller's thread with a reference to the node's libvirt connection, holds

@@ -1,4 +1,5 @@
-/* Unit tests for backend/domxml_apply.c: the XML of a new VM, one device's XML, VM names. */
+/* Unit tests for backend/domxml_new.c, domxml_device.c and domxml_name.c: the XML of a new VM,
+ * one device's XML, VM names. */
 #include "hxtest_domxml.h"
 
 #include <errno.h>

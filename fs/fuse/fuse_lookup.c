@@ -6,7 +6,7 @@
 #include <string.h>
 
 /* How long the kernel may trust a name or attributes without asking. Changes reported by
- * libvirt events are pushed out at once (fs/notify.c); this bounds what events cannot cover,
+ * libvirt events are pushed out at once (fs/fuse/notify.c); this bounds what events cannot cover,
  * like counters in metrics.json. */
 #define HX_ENTRY_TIMEOUT 1.0
 #define HX_ATTR_TIMEOUT 1.0
@@ -51,7 +51,7 @@ int hx_fuse_entry(hx_inode *e, struct fuse_entry_param *ep)
     if (r < 0)
         return r;
     ep->ino = hx_inode_ino(e);
-    /* Inode numbers are never reused (fs/ino.c), so one generation serves for all. */
+    /* Inode numbers are never reused (fs/tree/ino.c), so one generation serves for all. */
     ep->generation = 1;
     ep->entry_timeout = HX_ENTRY_TIMEOUT;
     return 0;

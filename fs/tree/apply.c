@@ -1,5 +1,5 @@
 /* The one path every change through the tree takes (see apply.h). */
-#include "apply.h"
+#include "hx_tree_apply.h"
 #include "hx_log.h"
 #include "hx_stats.h"
 

@@ -1,5 +1,5 @@
 /* The table's callbacks for nodes and their VMs, the last_error files and the audit. */
-#include "apply.h"
+#include "hx_tree_apply.h"
 #include "hx_vmops.h"
 #include "tree_priv.h"
 

@@ -5,7 +5,7 @@
  * fuse_lowlevel_notify_inval_entry in fuse_lowlevel.h). So backend threads only queue here, and
  * this thread, which serves no request, sends them.
  */
-#include "apply.h"
+#include "hx_tree_apply.h"
 #include "fuse_priv.h"
 #include "hx_log.h"
 #include "hx_tree.h"

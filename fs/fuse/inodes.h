@@ -1,7 +1,7 @@
 /* The inodes the kernel has been told about, and the rendering each document shows.
  *
  * Entries are created at lookup/readdir and kept for the life of the daemon: inode numbers come
- * from identity (fs/ino.c), so an entry is never reused for another object, and keeping them
+ * from identity (fs/tree/ino.c), so an entry is never reused for another object, and keeping them
  * lets notifications and NFS handles find them again. An entry is a few hundred bytes.
  */
 #pragma once

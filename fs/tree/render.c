@@ -1,7 +1,7 @@
 /* How each document of the tree renders, from the backend's views. */
 #include "render.h"
 #include "hx_jobs.h"
-#include "apply.h"
+#include "hx_tree_apply.h"
 #include "hx_pools.h"
 #include "hx_snapshots.h"
 #include "hx_cloudinit.h"

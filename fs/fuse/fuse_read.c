@@ -1,6 +1,6 @@
 /* The FUSE front end's read side: open (a document's rendering pinned in its handle, a stream's
- * cursor), read, poll, readlink and release. Opens for writing go to fs/fuse_write.c. */
-#include "apply.h"
+ * cursor), read, poll, readlink and release. Opens for writing go to fs/fuse/fuse_write.c. */
+#include "hx_tree_apply.h"
 #include "fuse_priv.h"
 
 #include <errno.h>

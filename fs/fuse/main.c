@@ -5,7 +5,7 @@
  * SOURCE is what mount.fuse3 passes from the first field of /etc/fstab; it is ignored unless it
  * names a file and no config= is given, in which case it is the configuration file.
  */
-#include "apply.h"
+#include "hx_tree_apply.h"
 #include "fuse_priv.h"
 #include "hx_conf.h"
 #include "hx_clone.h"

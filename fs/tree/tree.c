@@ -1,6 +1,6 @@
 /* The table of node kinds: the whole tree, declared. Only the table lives here; the callbacks
- * it names are in fs/tree_cluster.c, fs/tree_storage.c, fs/tree_snapshots.c and fs/tree_jobs.c,
- * and resolution over it in fs/tree_lookup.c and fs/tree_list.c. */
+ * it names are in fs/tree/tree_cluster.c, fs/tree/tree_storage.c, fs/tree/tree_snapshots.c and
+ * fs/tree/tree_jobs.c, and resolution over it in fs/tree/tree_lookup.c and fs/tree/tree_list.c. */
 #include "render.h"
 #include "tree_priv.h"
 
@@ -134,4 +134,4 @@ const hx_kind hx_kinds[] = {
 const size_t hx_n_kinds = sizeof(hx_kinds) / sizeof(hx_kinds[0]);
 
 _Static_assert(sizeof(hx_kinds) / sizeof(hx_kinds[0]) <= HX_KINDS_MAX,
-               "the table outgrew HX_KINDS_MAX (fs/tree_priv.h)");
+               "the table outgrew HX_KINDS_MAX (fs/tree/tree_priv.h)");

@@ -4,9 +4,9 @@
  * Documents follow file-semantics.md section 1: the rendering is made at lookup/getattr, pinned
  * in the file handle at open, and served through the page cache, so stat, read, cp, rsync,
  * Python, mmap and sendfile all see the same bytes and the true size. Kernel caches are dropped
- * by fs/notify.c when the backend reports a change. The operations live in fs/fuse_lookup.c
- * (names and attributes), fs/fuse_read.c (open and read), fs/fuse_readdir.c (listings) and
- * fs/fuse_write.c (every change).
+ * by fs/fuse/notify.c when the backend reports a change. The operations live in
+ * fs/fuse/fuse_lookup.c (names and attributes), fs/fuse/fuse_read.c (open and read),
+ * fs/fuse/fuse_readdir.c (listings) and fs/fuse/fuse_write.c (every change).
  */
 #include "fuse_priv.h"
 
@@ -81,7 +81,7 @@ static void hx_fuse_init(void *userdata, struct fuse_conn_info *conn)
 
 static void hx_fuse_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-    /* Entries are kept (see fs/inodes.h): nothing to release. */
+    /* Entries are kept (see fs/fuse/inodes.h): nothing to release. */
     (void)ino;
     (void)nlookup;
     fuse_reply_none(req);

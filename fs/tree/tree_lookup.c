@@ -1,4 +1,4 @@
-/* Resolution over the table of node kinds (fs/tree.c): each kind's parent, the kind of a name
+/* Resolution over the table of node kinds (fs/tree/tree.c): each kind's parent, the kind of a name
  * inside a directory, the version an object follows, and its rendering. */
 #include "tree_priv.h"
 

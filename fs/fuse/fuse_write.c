@@ -1,6 +1,6 @@
 /* The FUSE front end's write side: control files, writable documents, scratch files, rename,
  * mkdir and rmdir (file-semantics.md sections 1-3). Every change goes through hx_apply. */
-#include "apply.h"
+#include "hx_tree_apply.h"
 #include "fuse_priv.h"
 #include "hx_log.h"
 

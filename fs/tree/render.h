@@ -1,4 +1,4 @@
-/* Render functions named by the tree table (fs/tree.c). Each returns 0 or -errno. */
+/* Render functions named by the tree table (fs/tree/tree.c). Each returns 0 or -errno. */
 #pragma once
 
 #include "hx_tree.h"

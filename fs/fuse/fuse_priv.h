@@ -1,6 +1,6 @@
-/* Shared only between the FUSE front end's files (fs/fuse*.c): open file handles, the inode
- * helpers, and the operations the table in fs/fuse.c names. Every function here runs on a libfuse
- * worker thread, inside one request; a handle's fields are guarded by its lock (WDOC). */
+/* Shared only between the FUSE front end's files (fs/fuse/fuse*.c): open file handles, the inode
+ * helpers, and the operations the table in fs/fuse/fuse.c names. Every function here runs on a
+ * libfuse worker thread, inside one request; a handle's fields are guarded by its lock (WDOC). */
 #pragma once
 
 #include "hx_fuse.h"
@@ -34,7 +34,7 @@ typedef struct hx_fh {
     hx_stream *st;
 } hx_fh;
 
-/* fs/fuse.c */
+/* fs/fuse/fuse.c */
 hx_fh *hx_fuse_fh_new(hx_fh_kind kind, hx_inode *e);
 void hx_fuse_fh_free(hx_fh *h);
 static inline hx_fh *hx_fuse_fh(struct fuse_file_info *fi)
@@ -46,7 +46,7 @@ hx_fh *hx_fuse_fh_pinned(fuse_req_t req, hx_fh_kind kind, hx_inode *e);
 /* Replies the open with h as its handle (freed when the reply fails: no release will come). */
 void hx_fuse_reply_open(fuse_req_t req, hx_fh *h, struct fuse_file_info *fi);
 
-/* fs/fuse_lookup.c */
+/* fs/fuse/fuse_lookup.c */
 /* The tree inode for ino (an aliased scratch inode gives its document), or NULL. */
 hx_inode *hx_fuse_inode(fuse_ino_t ino);
 /* The same with its object in *o; or replies ESTALE and gives NULL. */
@@ -62,7 +62,7 @@ void hx_fuse_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void hx_fuse_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                      struct fuse_file_info *fi);
 
-/* fs/fuse_read.c */
+/* fs/fuse/fuse_read.c */
 void hx_fuse_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void hx_fuse_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                   struct fuse_file_info *fi);
@@ -71,7 +71,7 @@ void hx_fuse_readlink(fuse_req_t req, fuse_ino_t ino);
 void hx_fuse_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
                   struct fuse_pollhandle *ph);
 
-/* fs/fuse_readdir.c */
+/* fs/fuse/fuse_readdir.c */
 void hx_fuse_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void hx_fuse_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                      struct fuse_file_info *fi);
@@ -79,7 +79,7 @@ void hx_fuse_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                          struct fuse_file_info *fi);
 void hx_fuse_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 
-/* fs/fuse_write.c */
+/* fs/fuse/fuse_write.c */
 void hx_fuse_scratch_entry(hx_scratch *s, struct fuse_entry_param *ep);
 hx_caller hx_fuse_caller(fuse_req_t req);
 void hx_fuse_open_write(fuse_req_t req, hx_inode *e, const hx_obj *o, struct fuse_file_info *fi);
@@ -99,6 +99,6 @@ void hx_fuse_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
  * replied. */
 int hx_fuse_setattr_write(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                           struct fuse_file_info *fi);
-/* fs/notify.c: the kernel's copy of o is stale (queued to the invalidation thread). */
+/* fs/fuse/notify.c: the kernel's copy of o is stale (queued to the invalidation thread). */
 void hx_notify_object(const hx_obj *o);
 void hx_notify_entry(uint64_t parent, const char *name);

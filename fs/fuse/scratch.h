@@ -13,7 +13,7 @@
 #define HX_SCRATCH_MAX_BYTES (1024 * 1024)
 #define HX_SCRATCH_MAX_PER_DIR 64
 #define HX_SCRATCH_IDLE_S 600
-/* Scratch inode numbers have the top bit set; tree inode numbers never do (fs/ino.c). */
+/* Scratch inode numbers have the top bit set; tree inode numbers never do (fs/tree/ino.c). */
 #define HX_SCRATCH_INO_BIT (1ULL << 63)
 
 typedef struct hx_scratch hx_scratch;

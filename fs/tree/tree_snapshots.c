@@ -1,6 +1,6 @@
 /* The table's callbacks for a VM's snapshots: the listing, the current link, and the changes
  * (take, delete, revert, describe), after which the kernel's copies are dropped. */
-#include "apply.h"
+#include "hx_tree_apply.h"
 #include "hx_snapshots.h"
 #include "tree_priv.h"
 
